@@ -1,0 +1,410 @@
+//! The write-ahead journal.
+//!
+//! A journal is a host file outside the container root, mode 0600, in JSON lines: a header naming
+//! the format, its version and the root it belongs to, then one record per step. It is created
+//! atomically (written under a temporary name, flushed, renamed into place, directory flushed) and
+//! then only appended to; every append is flushed (`fdatasync`) before the change it describes is
+//! made. A crash can only tear the last line, which a reader ignores; a bad line anywhere else
+//! makes the journal corrupt.
+//!
+//! Records say *what is about to happen* (an intent: the path, the temporary name used, the hash
+//! of the bytes to be written, and for a file about to be replaced its original metadata and a
+//! backup of its bytes beside the journal) and then *what was made* (the identity of the new
+//! inode). Uninstall needs nothing else: it is a function of these records and the tree as it is.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::rootfs::{Identity, Time};
+
+/// The `format` value in every journal header.
+pub const FORMAT: &str = "cacerts-hook-journal";
+/// The journal format version this build reads and writes.
+pub const VERSION: u32 = 1;
+
+/// First line of a journal.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Header {
+    pub format: String,
+    pub version: u32,
+    /// Canonical host path of the rootfs the journal belongs to.
+    pub rootfs: PathBuf,
+    /// Device number of the rootfs directory when the journal was written.
+    pub root_dev: u64,
+}
+
+/// Metadata of a file before we replaced it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Original {
+    pub identity: Identity,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub nlink: u64,
+    pub atime: Time,
+    pub mtime: Time,
+    #[serde(with = "hex_pairs")]
+    pub xattrs: Vec<(std::ffi::OsString, Vec<u8>)>,
+    pub sha256: String,
+    /// Backup of the original bytes, a file name beside the journal.
+    pub backup: String,
+}
+
+/// How to take our change back out of a file someone else has changed since.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Undo {
+    /// Remove every occurrence of each of these byte strings.
+    RemoveFragments(#[serde(with = "hex_list")] Vec<Vec<u8>>),
+}
+
+/// What kind of entry a create record makes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum NewEntry {
+    File { sha256: String },
+    Symlink { target: PathBuf },
+}
+
+/// One journal record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(crate) enum Record {
+    /// A directory whose entries are about to change, with its times before any change.
+    DirTimes {
+        path: PathBuf,
+        identity: Identity,
+        atime: Time,
+        mtime: Time,
+    },
+    /// About to create directory `path`.
+    Mkdir { id: u32, path: PathBuf },
+    /// About to create `temp` beside `path` and rename it to `path` (never replacing anything).
+    Create {
+        id: u32,
+        path: PathBuf,
+        temp: String,
+        entry: NewEntry,
+    },
+    /// About to replace the regular file `path` by `temp`, renamed over it.
+    Edit {
+        id: u32,
+        path: PathBuf,
+        temp: String,
+        original: Original,
+        new_sha256: String,
+        undo: Undo,
+    },
+    /// The entry of record `id` now exists with this identity (for `Create` and `Edit`, the
+    /// temporary file, before it is renamed).
+    Made { id: u32, identity: Identity },
+    /// Uninstall is about to write `temp` to put back or clean the file of record `id`.
+    Restore { id: u32, temp: String },
+}
+
+/// A journal read back from disk.
+#[derive(Debug)]
+pub(crate) struct Journal {
+    pub header: Header,
+    pub records: Vec<Record>,
+}
+
+/// Hex digest of `bytes`.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn invalid(path: &Path, reason: impl Into<String>, hint: &'static str) -> Error {
+    Error::JournalInvalid {
+        path: path.to_owned(),
+        reason: reason.into(),
+        hint,
+    }
+}
+
+const CORRUPT_HINT: &str = "the changes it records cannot be undone automatically; \
+     inspect the journal, repair the rootfs by hand if needed, then delete the journal";
+
+impl Journal {
+    /// Reads a journal; `Ok(None)` if there is none at `path`.
+    pub fn read(path: &Path) -> Result<Option<Journal>> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(Error::JournalIo {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        let meta = file.metadata().map_err(|source| Error::JournalIo {
+            path: path.to_owned(),
+            source,
+        })?;
+        if !meta.is_file() {
+            return Err(invalid(path, "not a regular file", "pass the path of a journal file"));
+        }
+        let mut lines = Vec::new();
+        let mut reader = BufReader::new(file);
+        loop {
+            let mut line = Vec::new();
+            let n = reader.read_until(b'\n', &mut line).map_err(|source| Error::JournalIo {
+                path: path.to_owned(),
+                source,
+            })?;
+            if n == 0 {
+                break;
+            }
+            lines.push(line);
+        }
+        let Some(first) = lines.first() else {
+            return Err(invalid(path, "empty file", CORRUPT_HINT));
+        };
+        let header: Header = serde_json::from_slice(first)
+            .map_err(|e| invalid(path, format!("not a cacerts-hook journal ({e})"), CORRUPT_HINT))?;
+        if header.format != FORMAT {
+            return Err(invalid(
+                path,
+                format!("format {:?} is not {FORMAT:?}", header.format),
+                CORRUPT_HINT,
+            ));
+        }
+        if header.version != VERSION {
+            return Err(invalid(
+                path,
+                format!(
+                    "journal version {} is not {VERSION}, the one this build reads",
+                    header.version
+                ),
+                "uninstall with the cacerts-hook version that wrote it",
+            ));
+        }
+        let count = lines.len();
+        let mut records = Vec::with_capacity(count - 1);
+        for (i, line) in lines.iter().enumerate().skip(1) {
+            match serde_json::from_slice::<Record>(line) {
+                Ok(r) => records.push(r),
+                // A crash can tear the last line; it was never acted on, since the change it
+                // describes only starts after the line is flushed.
+                Err(_) if i + 1 == count && !line.ends_with(b"\n") => break,
+                Err(e) => return Err(invalid(path, format!("line {} is corrupt ({e})", i + 1), CORRUPT_HINT)),
+            }
+        }
+        Ok(Some(Journal { header, records }))
+    }
+
+    /// Path of a backup file named in a record.
+    pub fn backup_path(journal: &Path, name: &str) -> PathBuf {
+        let mut p = journal.as_os_str().to_owned();
+        p.push(".");
+        p.push(name);
+        PathBuf::from(p)
+    }
+
+    /// Removes the journal and its backups, flushing the directory.
+    pub fn delete(path: &Path, records: &[Record]) -> Result<()> {
+        for r in records {
+            if let Record::Edit { original, .. } = r {
+                failpoint::hit()?;
+                remove_if_exists(&Journal::backup_path(path, &original.backup))?;
+            }
+        }
+        failpoint::hit()?;
+        remove_if_exists(path)?;
+        sync_parent(path)
+    }
+}
+
+fn remove_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::JournalIo {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn sync_parent(path: &Path) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| Error::JournalIo {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Appends records to a new journal, flushing each before returning.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    path: PathBuf,
+    file: File,
+}
+
+impl Writer {
+    /// Creates the journal at `path` (which must not exist) with `header`, atomically.
+    pub fn create(path: &Path, header: &Header) -> Result<Writer> {
+        let io = |source| Error::JournalIo {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io)?;
+        }
+        let temp = Journal::backup_path(path, &format!("new-{}", random_suffix()));
+        let mut line = serde_json::to_vec(header).expect("journal header serializes");
+        line.push(b'\n');
+        failpoint::hit()?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc_cloexec())
+            .open(&temp)
+            .map_err(io)?;
+        let result = file
+            .write_all(&line)
+            .and_then(|()| file.sync_all())
+            .and_then(|()| std::fs::hard_link(&temp, path))
+            .and_then(|()| std::fs::remove_file(&temp));
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&temp);
+            return Err(io(e));
+        }
+        sync_parent(path)?;
+        Ok(Writer {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    /// Appends one record and flushes it to stable storage.
+    pub fn append(&mut self, record: &Record) -> Result<()> {
+        failpoint::hit()?;
+        let mut line = serde_json::to_vec(record).expect("journal records serialize");
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|source| Error::JournalIo {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Writes a backup of a file's original bytes beside the journal, flushed, mode 0600.
+    pub fn write_backup(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = Journal::backup_path(&self.path, name);
+        failpoint::hit()?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc_cloexec())
+            .open(&path)
+            .map_err(|source| Error::JournalIo {
+                path: path.clone(),
+                source,
+            })?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|source| Error::JournalIo { path, source })
+    }
+}
+
+/// Reopens an existing journal for appending (uninstall records its own temporary files).
+pub(crate) fn reopen(path: &Path) -> Result<Writer> {
+    let file = OpenOptions::new()
+        .append(true)
+        .custom_flags(libc_cloexec())
+        .open(path)
+        .map_err(|source| Error::JournalIo {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(Writer {
+        path: path.to_owned(),
+        file,
+    })
+}
+
+fn libc_cloexec() -> i32 {
+    rustix::fs::OFlags::CLOEXEC.bits() as i32
+}
+
+/// 16 random hex digits, for temporary names no image can predict.
+pub(crate) fn random_suffix() -> String {
+    let mut buf = [0u8; 8];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => {
+                // No entropy source: fall back to time and pid, still unique per process.
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0);
+                buf = (t ^ (u64::from(std::process::id()) << 32)).to_le_bytes();
+                break;
+            }
+        }
+    }
+    hex::encode(buf)
+}
+
+mod hex_list {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(hex::encode))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .into_iter()
+            .map(|h| hex::decode(h).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+mod hex_pairs {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[(OsString, Vec<u8>)], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|(n, val)| (hex::encode(n.as_bytes()), hex::encode(val))))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(OsString, Vec<u8>)>, D::Error> {
+        Vec::<(String, String)>::deserialize(d)?
+            .into_iter()
+            .map(|(n, v)| {
+                let n = hex::decode(n).map_err(serde::de::Error::custom)?;
+                let v = hex::decode(v).map_err(serde::de::Error::custom)?;
+                Ok((OsString::from_vec(n), v))
+            })
+            .collect()
+    }
+}

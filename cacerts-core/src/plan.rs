@@ -1,0 +1,165 @@
+//! What an installer asks for: a list of changes, described, not performed.
+//!
+//! Installers (one per distribution family, per language runtime) only ever build a [`Plan`];
+//! [`crate::Transaction`] is the one place that turns it into journaled filesystem operations.
+
+use std::path::PathBuf;
+
+use crate::journal::Undo;
+
+/// One change to the container filesystem. Paths are absolute, as the container sees them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// Create directory `path` and any missing parents (mode 0755). Existing directories are kept.
+    CreateDir {
+        /// Directory to create.
+        path: PathBuf,
+    },
+    /// Create a regular file, and any missing parent directories. Fails if anything (even a
+    /// dangling symlink) already exists at `path`.
+    CreateFile {
+        /// Where.
+        path: PathBuf,
+        /// Its bytes.
+        contents: Vec<u8>,
+        /// Permission bits.
+        mode: u32,
+    },
+    /// Create a symbolic link, and any missing parent directories.
+    CreateSymlink {
+        /// Where.
+        path: PathBuf,
+        /// What it points to, stored as given (resolved inside the root by whoever follows it).
+        target: PathBuf,
+    },
+    /// Change an existing regular file. Symlinks to it are followed inside the root; the file is
+    /// replaced by a new one renamed over it, with the original's owner, mode and attributes.
+    EditFile {
+        /// The file, or a symlink leading to it.
+        path: PathBuf,
+        /// How its contents change.
+        edit: Edit,
+    },
+}
+
+/// How an [`Change::EditFile`] changes a file's contents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Edit {
+    /// Append these bytes; a newline is inserted first when the file does not end with one.
+    /// Should the file change again later, uninstall takes out exactly the appended text.
+    Append(Vec<u8>),
+}
+
+impl Edit {
+    /// The new contents for `original`, and how to take the change back out of a later version.
+    pub(crate) fn apply(&self, original: &[u8]) -> (Vec<u8>, Undo) {
+        match self {
+            Edit::Append(extra) => {
+                let mut fragment = Vec::with_capacity(extra.len() + 1);
+                if !original.is_empty() && !original.ends_with(b"\n") {
+                    fragment.push(b'\n');
+                }
+                fragment.extend_from_slice(extra);
+                let mut out = Vec::with_capacity(original.len() + fragment.len());
+                out.extend_from_slice(original);
+                out.extend_from_slice(&fragment);
+                (out, Undo::RemoveFragments(vec![fragment]))
+            }
+        }
+    }
+}
+
+impl Undo {
+    /// Takes our change back out of `current`; `None` when there is nothing of ours in it.
+    pub(crate) fn revert(&self, current: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            Undo::RemoveFragments(fragments) => {
+                let mut out = current.to_vec();
+                let mut changed = false;
+                for f in fragments.iter().filter(|f| !f.is_empty()) {
+                    // Where we appended a separator newline, the fragment still at the very end
+                    // goes with it; elsewhere (the container rewrote the file) only the text
+                    // itself, where it starts a line, is ours.
+                    let body = match f.strip_prefix(b"\n") {
+                        Some(body) if !body.is_empty() => {
+                            if out.ends_with(f) {
+                                out.truncate(out.len() - f.len());
+                                changed = true;
+                            }
+                            body
+                        }
+                        _ => f.as_slice(),
+                    };
+                    let mut from = 0;
+                    while let Some(at) = find(&out[from..], body).map(|i| i + from) {
+                        if at == 0 || out[at - 1] == b'\n' {
+                            out.drain(at..at + body.len());
+                            changed = true;
+                            from = at;
+                        } else {
+                            from = at + 1;
+                        }
+                    }
+                }
+                changed.then_some(out)
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.len() > haystack.len() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// An ordered list of changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The changes, applied in order and undone in reverse.
+    pub changes: Vec<Change>,
+}
+
+impl Plan {
+    /// An empty plan.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a change.
+    pub fn push(&mut self, change: Change) -> &mut Self {
+        self.changes.push(change);
+        self
+    }
+
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_adds_separator_and_reverts_exactly() {
+        let (new, undo) = Edit::Append(b"B\n".to_vec()).apply(b"A");
+        assert_eq!(new, b"A\nB\n");
+        assert_eq!(undo.revert(&new).unwrap(), b"A");
+        let (new, undo) = Edit::Append(b"B\n".to_vec()).apply(b"A\n");
+        assert_eq!(new, b"A\nB\n");
+        assert_eq!(undo.revert(&new).unwrap(), b"A\n");
+    }
+
+    #[test]
+    fn revert_keeps_other_changes_and_finds_moved_fragments() {
+        let (_, undo) = Edit::Append(b"OURS\n".to_vec()).apply(b"A");
+        // The container regenerated the file: ours in the middle, without the separator.
+        assert_eq!(undo.revert(b"X\nOURS\nY\n").unwrap(), b"X\nY\n");
+        assert_eq!(undo.revert(b"nothing of ours\n"), None);
+    }
+}

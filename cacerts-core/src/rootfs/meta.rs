@@ -1,0 +1,156 @@
+//! File metadata as the journal and the uninstaller need it.
+
+use rustix::fs::{FileType, Stat, Timespec};
+use serde::{Deserialize, Serialize};
+
+/// The type of a filesystem entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum FileKind {
+    /// Regular file.
+    File,
+    /// Directory.
+    Dir,
+    /// Symbolic link.
+    Symlink,
+    /// Named pipe.
+    Fifo,
+    /// Unix socket.
+    Socket,
+    /// Character device.
+    CharDevice,
+    /// Block device.
+    BlockDevice,
+    /// Anything else the kernel reports.
+    Unknown,
+}
+
+impl FileKind {
+    pub(crate) fn from_mode(mode: u32) -> Self {
+        match FileType::from_raw_mode(mode) {
+            FileType::RegularFile => FileKind::File,
+            FileType::Directory => FileKind::Dir,
+            FileType::Symlink => FileKind::Symlink,
+            FileType::Fifo => FileKind::Fifo,
+            FileType::Socket => FileKind::Socket,
+            FileType::CharacterDevice => FileKind::CharDevice,
+            FileType::BlockDevice => FileKind::BlockDevice,
+            _ => FileKind::Unknown,
+        }
+    }
+
+    /// A short human name, used in error messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            FileKind::File => "a regular file",
+            FileKind::Dir => "a directory",
+            FileKind::Symlink => "a symbolic link",
+            FileKind::Fifo => "a FIFO",
+            FileKind::Socket => "a socket",
+            FileKind::CharDevice => "a character device",
+            FileKind::BlockDevice => "a block device",
+            FileKind::Unknown => "an entry of unknown type",
+        }
+    }
+}
+
+/// A timestamp with nanosecond precision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Time {
+    /// Seconds since the epoch.
+    pub sec: i64,
+    /// Nanoseconds within the second.
+    pub nsec: i64,
+}
+
+impl Time {
+    pub(crate) fn to_timespec(self) -> Timespec {
+        Timespec {
+            tv_sec: self.sec,
+            tv_nsec: self.nsec as _,
+        }
+    }
+}
+
+/// What identifies an entry we created: its type and inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Entry type.
+    pub kind: FileKind,
+    /// Device number of the filesystem (`st_dev`).
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+}
+
+impl Identity {
+    /// Whether `meta` is this entry. `same_mount` is false when the root was mounted again since
+    /// the identity was recorded (overlay filesystems get a new device number on every mount);
+    /// then only type and inode are compared.
+    pub fn matches(&self, meta: &Meta, same_mount: bool) -> bool {
+        self.kind == meta.kind && self.ino == meta.ino && (!same_mount || self.dev == meta.dev)
+    }
+}
+
+/// Metadata of one entry, from `fstat`/`fstatat` (never following a final symlink unless asked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// Entry type.
+    pub kind: FileKind,
+    /// Permission bits, including set-id and sticky bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Device number of the filesystem.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Number of hard links.
+    pub nlink: u64,
+    /// Device number, for device nodes.
+    pub rdev: u64,
+    /// Last access.
+    pub atime: Time,
+    /// Last modification.
+    pub mtime: Time,
+}
+
+impl Meta {
+    // The field types of `struct stat` differ between architectures; the casts are no-ops on some.
+    #[allow(clippy::unnecessary_cast)]
+    pub(crate) fn from_stat(st: &Stat) -> Self {
+        Meta {
+            kind: FileKind::from_mode(st.st_mode as u32),
+            mode: st.st_mode as u32 & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: st.st_size as u64,
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            nlink: st.st_nlink as u64,
+            rdev: st.st_rdev as u64,
+            atime: Time {
+                sec: st.st_atime as i64,
+                nsec: st.st_atime_nsec as i64,
+            },
+            mtime: Time {
+                sec: st.st_mtime as i64,
+                nsec: st.st_mtime_nsec as i64,
+            },
+        }
+    }
+
+    /// The identity (type, device, inode) of this entry.
+    pub fn identity(&self) -> Identity {
+        Identity {
+            kind: self.kind,
+            dev: self.dev,
+            ino: self.ino,
+        }
+    }
+}

@@ -1,0 +1,548 @@
+//! The container root handle.
+//!
+//! [`ContainerRoot`] is opened once on the rootfs directory; every later access to the container
+//! filesystem is a method on it, and every path is resolved inside it (see [`walk`] for how). The
+//! read side is public. The write side is crate-private and only reachable through
+//! [`crate::Transaction`], so that nothing mutates the tree without a journal record first.
+//!
+//! Mutations work on a directory descriptor plus one final name ([`DirHandle`]), never on a path
+//! string the kernel would resolve again: the directory is reached once, by canonical path with
+//! symlinks refused, and every `*at` call names a single component with `O_NOFOLLOW` semantics.
+
+mod meta;
+pub(crate) mod walk;
+
+use std::ffi::{OsStr, OsString};
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{
+    fchmod, fchown, fstat, futimens, mkdirat, openat, renameat_with, statat, symlinkat, unlinkat, AtFlags, Mode,
+    OFlags, RenameFlags, Timestamps,
+};
+use rustix::io::Errno;
+use rustix::process::{Gid, Uid};
+
+pub use self::meta::{FileKind, Identity, Meta, Time};
+pub use self::walk::Backend;
+use crate::error::{Error, Result};
+use crate::failpoint;
+
+/// Default upper bound on the size of a file read from the container (64 MiB): far above any real
+/// trust bundle (15,000 certificates is about 21 MB), far below what would hurt the host.
+pub const DEFAULT_READ_LIMIT: u64 = 64 << 20;
+
+/// The extended attribute holding a file's SELinux label.
+const SELINUX_XATTR: &str = "security.selinux";
+
+/// An open container root filesystem. See the module documentation.
+#[derive(Debug)]
+pub struct ContainerRoot {
+    fd: OwnedFd,
+    host_path: PathBuf,
+    backend: Backend,
+    read_limit: u64,
+}
+
+/// One entry of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The entry's name.
+    pub name: OsString,
+    /// Its type (not following symlinks).
+    pub kind: FileKind,
+}
+
+impl ContainerRoot {
+    /// Opens the root filesystem at `path` (a host path, the container's rootfs directory) with
+    /// the best resolution mechanism the kernel offers.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_inner(path.as_ref(), None)
+    }
+
+    /// Opens the root filesystem with a chosen resolution mechanism (tests run every backend).
+    pub fn open_with_backend(path: impl AsRef<Path>, backend: Backend) -> Result<Self> {
+        Self::open_inner(path.as_ref(), Some(backend))
+    }
+
+    fn open_inner(path: &Path, backend: Option<Backend>) -> Result<Self> {
+        let open_err = |source: std::io::Error| Error::OpenRoot {
+            path: path.to_owned(),
+            source,
+        };
+        let host_path = std::fs::canonicalize(path).map_err(open_err)?;
+        let fd = rustix::fs::open(&host_path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| open_err(e.into()))?;
+        let st = fstat(&fd).map_err(|e| open_err(e.into()))?;
+        if Meta::from_stat(&st).kind != FileKind::Dir {
+            return Err(Error::RootNotDirectory { path: path.to_owned() });
+        }
+        let backend = backend.unwrap_or_else(|| Backend::probe(fd.as_fd()));
+        Ok(ContainerRoot {
+            fd,
+            host_path,
+            backend,
+            read_limit: DEFAULT_READ_LIMIT,
+        })
+    }
+
+    /// Sets the largest file [`ContainerRoot::read_file`] accepts.
+    pub fn with_read_limit(mut self, limit: u64) -> Self {
+        self.read_limit = limit;
+        self
+    }
+
+    /// The largest file read from the container.
+    pub fn read_limit(&self) -> u64 {
+        self.read_limit
+    }
+
+    /// The resolution mechanism in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The canonical host path the root was opened at. For messages and for matching a journal to
+    /// its root only: nothing may build a path into the container from it.
+    pub fn host_path_for_display(&self) -> &Path {
+        &self.host_path
+    }
+
+    /// Metadata of the root directory itself.
+    pub fn root_meta(&self) -> Result<Meta> {
+        Ok(Meta::from_stat(
+            &fstat(&self.fd).map_err(|e| Error::io("stat", "/", e))?,
+        ))
+    }
+
+    /// Metadata of `path`, following symlinks inside the root. `None` if it does not exist.
+    pub fn metadata(&self, path: impl AsRef<Path>) -> Result<Option<Meta>> {
+        let path = path.as_ref();
+        match walk::open_follow(self.fd.as_fd(), self.backend, path)? {
+            Some(fd) => Ok(Some(Meta::from_stat(
+                &fstat(&fd).map_err(|e| Error::io("stat", path, e))?,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Metadata of `path` itself (a final symlink is not followed). `None` if it does not exist.
+    pub fn symlink_metadata(&self, path: impl AsRef<Path>) -> Result<Option<Meta>> {
+        let w = walk::walk(self.fd.as_fd(), path.as_ref(), false, true, false)?;
+        if !w.missing.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(match w.steps.last() {
+            Some(s) => s.meta,
+            None => self.root_meta()?,
+        }))
+    }
+
+    /// The canonical form of `path` inside the root: symlinks resolved as the container would,
+    /// no `.` or `..`. Trailing components that do not exist yet are kept as given.
+    pub fn canonicalize(&self, path: impl AsRef<Path>) -> Result<PathBuf> {
+        Ok(walk::walk(self.fd.as_fd(), path.as_ref(), true, true, false)?.full_path())
+    }
+
+    /// Reads the target of the symlink at `path`.
+    pub fn read_link(&self, path: impl AsRef<Path>) -> Result<PathBuf> {
+        let path = path.as_ref();
+        let w = walk::walk(self.fd.as_fd(), path, false, false, false)?;
+        match w.steps.last() {
+            Some(s) if s.meta.kind == FileKind::Symlink => {
+                let t = rustix::fs::readlinkat(&s.fd, "", Vec::new()).map_err(|e| Error::io("readlink", path, e))?;
+                Ok(PathBuf::from(OsStr::from_bytes(t.as_bytes())))
+            }
+            _ => Err(Error::unsafe_tree(path, "not a symbolic link")),
+        }
+    }
+
+    /// Reads a regular file, following symlinks inside the root, up to the read limit.
+    ///
+    /// Anything but a regular file (FIFO, socket, device, directory) is refused before it is
+    /// opened for reading, so nothing blocks and no device is touched; the read itself stops at the
+    /// limit whatever the file's reported size.
+    pub fn read_file(&self, path: impl AsRef<Path>) -> Result<Vec<u8>> {
+        let path = path.as_ref();
+        let w = walk::walk(self.fd.as_fd(), path, true, false, false)?;
+        let Some(step) = w.steps.last() else {
+            return Err(Error::unsafe_tree(
+                path,
+                "expected a regular file, found the root directory",
+            ));
+        };
+        let parent = w
+            .steps
+            .len()
+            .checked_sub(2)
+            .map(|i| w.steps[i].fd.as_fd())
+            .unwrap_or(self.fd.as_fd());
+        read_regular(parent, &step.name, &step.meta, path, self.read_limit).map(|(bytes, _)| bytes)
+    }
+
+    /// Lists a directory (following symlinks inside the root to reach it), sorted by name.
+    pub fn read_dir(&self, path: impl AsRef<Path>) -> Result<Vec<DirEntry>> {
+        let path = path.as_ref();
+        let fd = walk::open_follow(self.fd.as_fd(), self.backend, path)?
+            .ok_or_else(|| Error::io("open directory", path, Errno::NOENT))?;
+        let dir = openat(
+            &fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("open directory", path, e))?;
+        let mut out = Vec::new();
+        for entry in rustix::fs::Dir::read_from(&dir).map_err(|e| Error::io("read directory", path, e))? {
+            let entry = entry.map_err(|e| Error::io("read directory", path, e))?;
+            let name = OsStr::from_bytes(entry.file_name().to_bytes());
+            if name == "." || name == ".." {
+                continue;
+            }
+            let kind = match statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => Meta::from_stat(&st).kind,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(Error::io("stat", path.join(name), e)),
+            };
+            out.push(DirEntry {
+                name: name.to_owned(),
+                kind,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Resolves the parent directory of `path` for creating entries: symlinks on the way are
+    /// followed inside the root, components that do not exist are reported, not created.
+    pub(crate) fn plan_parent(&self, path: &Path) -> Result<(PathBuf, Vec<OsString>, Meta)> {
+        let w = walk::walk(self.fd.as_fd(), path, true, true, false)?;
+        let meta = match w.steps.last() {
+            Some(s) => s.meta,
+            None => self.root_meta()?,
+        };
+        if meta.kind != FileKind::Dir {
+            return Err(Error::unsafe_tree(
+                w.existing_path(),
+                format!("expected a directory, found {}", meta.kind.describe()),
+            ));
+        }
+        Ok((w.existing_path(), w.missing, meta))
+    }
+
+    /// Opens a directory by canonical in-root path for mutation. Symlinks anywhere are refused.
+    pub(crate) fn dir(&self, path: &Path) -> Result<DirHandle> {
+        let (fd, meta) = walk::open_canonical_dir(self.fd.as_fd(), self.backend, path)?;
+        Ok(DirHandle {
+            fd,
+            path: path.to_owned(),
+            meta,
+        })
+    }
+
+    /// Like [`ContainerRoot::dir`], but `Ok(None)` when the directory (or a parent) is gone.
+    pub(crate) fn dir_if_exists(&self, path: &Path) -> Result<Option<DirHandle>> {
+        match self.dir(path) {
+            Ok(d) => Ok(Some(d)),
+            Err(Error::Io { source, .. }) if source.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Opens `name` in `parent` for reading if it is the regular file `expected` describes, and reads
+/// it up to `limit` bytes.
+fn read_regular(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    expected: &Meta,
+    display: &Path,
+    limit: u64,
+) -> Result<(Vec<u8>, OwnedFd)> {
+    if expected.kind != FileKind::File {
+        return Err(Error::unsafe_tree(
+            display,
+            format!("expected a regular file, found {}", expected.kind.describe()),
+        ));
+    }
+    if expected.size > limit {
+        return Err(Error::TooLarge {
+            path: display.to_owned(),
+            size: expected.size,
+            limit,
+        });
+    }
+    // O_NONBLOCK and O_NOCTTY: should the entry have been swapped for a FIFO or a terminal since
+    // it was checked, opening it neither blocks nor acquires it; the identity check then refuses.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = openat(parent, name, flags, Mode::empty()).map_err(|e| Error::io("open", display, e))?;
+    let now = Meta::from_stat(&fstat(&fd).map_err(|e| Error::io("stat", display, e))?);
+    if now.identity() != expected.identity() {
+        return Err(Error::unsafe_tree(
+            display,
+            "the file was replaced while it was being opened",
+        ));
+    }
+    let mut buf = Vec::with_capacity(now.size.min(limit) as usize);
+    let file = std::fs::File::from(fd);
+    (&file)
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("read", display, e))?;
+    if buf.len() as u64 > limit {
+        return Err(Error::TooLarge {
+            path: display.to_owned(),
+            size: buf.len() as u64,
+            limit,
+        });
+    }
+    Ok((buf, OwnedFd::from(file)))
+}
+
+/// A directory inside the root, reached by canonical path, on which entries are created and
+/// removed by single names.
+#[derive(Debug)]
+pub(crate) struct DirHandle {
+    fd: OwnedFd,
+    path: PathBuf,
+    meta: Meta,
+}
+
+/// Extended attributes of one entry, as (name, value) pairs.
+pub(crate) type Xattrs = Vec<(OsString, Vec<u8>)>;
+
+/// Ownership, mode and attributes to give a new entry.
+#[derive(Clone, Debug)]
+pub(crate) struct NewAttrs {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub xattrs: Xattrs,
+    pub times: Option<(Time, Time)>,
+}
+
+impl DirHandle {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    fn child(&self, name: &OsStr) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Metadata of `name` in this directory, not following symlinks.
+    pub fn lstat(&self, name: &OsStr) -> Result<Option<Meta>> {
+        match statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(Meta::from_stat(&st))),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(Error::io("stat", self.child(name), e)),
+        }
+    }
+
+    /// Reads the regular file `name` (no symlink followed) up to `limit` bytes, with its metadata
+    /// and extended attributes.
+    pub fn read(&self, name: &OsStr, limit: u64) -> Result<(Vec<u8>, Meta, Xattrs)> {
+        let display = self.child(name);
+        let meta = self
+            .lstat(name)?
+            .ok_or_else(|| Error::io("open", display.clone(), Errno::NOENT))?;
+        let (bytes, fd) = read_regular(self.fd.as_fd(), name, &meta, &display, limit)?;
+        let xattrs = read_xattrs(fd.as_fd(), &display)?;
+        Ok((bytes, meta, xattrs))
+    }
+
+    /// The directory's own extended attributes.
+    pub fn xattrs(&self) -> Result<Xattrs> {
+        let fd = self.reopen_rdonly()?;
+        read_xattrs(fd.as_fd(), &self.path)
+    }
+
+    /// Attributes a new entry in this directory inherits: owner, group and SELinux label.
+    pub fn inherited(&self, mode: u32) -> Result<NewAttrs> {
+        let label = self.xattrs()?.into_iter().filter(|(n, _)| n == SELINUX_XATTR).collect();
+        Ok(NewAttrs {
+            uid: self.meta.uid,
+            gid: self.meta.gid,
+            mode,
+            xattrs: label,
+            times: None,
+        })
+    }
+
+    fn reopen_rdonly(&self) -> Result<OwnedFd> {
+        openat(
+            &self.fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("open directory", &self.path, e))
+    }
+
+    /// Creates the regular file `name` exclusively (never through an existing entry), writes
+    /// `contents`, then applies owner, mode, attributes and times. Returns the new file's metadata.
+    pub fn create_file(&self, name: &OsStr, contents: &[u8], attrs: &NewAttrs, durable: bool) -> Result<Meta> {
+        failpoint::hit()?;
+        let display = self.child(name);
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = openat(&self.fd, name, flags, Mode::from_raw_mode(0o600)).map_err(|e| match e {
+            Errno::EXIST => Error::AlreadyExists { path: display.clone() },
+            e => Error::io("create", display.clone(), e),
+        })?;
+        let file = std::fs::File::from(fd);
+        std::io::Write::write_all(&mut &file, contents).map_err(|e| Error::io("write", &display, e))?;
+        apply_attrs(file.as_fd(), attrs, &display)?;
+        if durable {
+            rustix::fs::fsync(&file).map_err(|e| Error::io("fsync", &display, e))?;
+        }
+        Ok(Meta::from_stat(
+            &fstat(&file).map_err(|e| Error::io("stat", &display, e))?,
+        ))
+    }
+
+    /// Creates the symlink `name` pointing at `target`, owned as `attrs` says.
+    pub fn create_symlink(&self, name: &OsStr, target: &OsStr, attrs: &NewAttrs) -> Result<Meta> {
+        failpoint::hit()?;
+        let display = self.child(name);
+        symlinkat(target, &self.fd, name).map_err(|e| match e {
+            Errno::EXIST => Error::AlreadyExists { path: display.clone() },
+            e => Error::io("symlink", display.clone(), e),
+        })?;
+        rustix::fs::chownat(
+            &self.fd,
+            name,
+            Some(Uid::from_raw(attrs.uid)),
+            Some(Gid::from_raw(attrs.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| Error::io("chown", &display, e))?;
+        self.lstat(name)?
+            .ok_or_else(|| Error::unsafe_tree(&display, "the new symbolic link disappeared"))
+    }
+
+    /// Creates the directory `name` with the given attributes.
+    pub fn create_dir(&self, name: &OsStr, attrs: &NewAttrs) -> Result<Meta> {
+        failpoint::hit()?;
+        let display = self.child(name);
+        mkdirat(&self.fd, name, Mode::from_raw_mode(0o700)).map_err(|e| match e {
+            Errno::EXIST => Error::AlreadyExists { path: display.clone() },
+            e => Error::io("mkdir", display.clone(), e),
+        })?;
+        let fd = openat(
+            &self.fd,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("open directory", &display, e))?;
+        apply_attrs(fd.as_fd(), attrs, &display)?;
+        Ok(Meta::from_stat(
+            &fstat(&fd).map_err(|e| Error::io("stat", &display, e))?,
+        ))
+    }
+
+    /// Renames `from` to `to` within this directory. With `noreplace`, fails if `to` exists.
+    pub fn rename(&self, from: &OsStr, to: &OsStr, noreplace: bool) -> Result<()> {
+        failpoint::hit()?;
+        let flags = if noreplace {
+            RenameFlags::NOREPLACE
+        } else {
+            RenameFlags::empty()
+        };
+        renameat_with(&self.fd, from, &self.fd, to, flags).map_err(|e| match e {
+            Errno::EXIST => Error::AlreadyExists { path: self.child(to) },
+            e => Error::io("rename", self.child(to), e),
+        })
+    }
+
+    /// Removes `name` if it is still the entry `expected` identifies. Returns whether it was
+    /// removed; a directory that is not empty is left (and `false` returned).
+    pub fn remove_if(&self, name: &OsStr, expected: impl Fn(&Meta) -> bool) -> Result<bool> {
+        let Some(meta) = self.lstat(name)? else {
+            return Ok(false);
+        };
+        if !expected(&meta) {
+            return Ok(false);
+        }
+        failpoint::hit()?;
+        let flags = if meta.kind == FileKind::Dir {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
+        match unlinkat(&self.fd, name, flags) {
+            Ok(()) => Ok(true),
+            Err(Errno::NOTEMPTY | Errno::EXIST | Errno::NOENT) => Ok(false),
+            Err(e) => Err(Error::io("remove", self.child(name), e)),
+        }
+    }
+
+    /// Sets the access and modification times of this directory itself.
+    pub fn set_own_times(&self, atime: Time, mtime: Time) -> Result<()> {
+        failpoint::hit()?;
+        let fd = self.reopen_rdonly()?;
+        set_times(fd.as_fd(), atime, mtime, &self.path)
+    }
+}
+
+fn set_times(fd: BorrowedFd<'_>, atime: Time, mtime: Time, display: &Path) -> Result<()> {
+    let ts = Timestamps {
+        last_access: atime.to_timespec(),
+        last_modification: mtime.to_timespec(),
+    };
+    futimens(fd, &ts).map_err(|e| Error::io("set times of", display, e))
+}
+
+/// Owner first (chown clears set-id bits), then mode, attributes, and times last.
+fn apply_attrs(fd: BorrowedFd<'_>, attrs: &NewAttrs, display: &Path) -> Result<()> {
+    fchown(fd, Some(Uid::from_raw(attrs.uid)), Some(Gid::from_raw(attrs.gid)))
+        .map_err(|e| Error::io("chown", display, e))?;
+    fchmod(fd, Mode::from_raw_mode(attrs.mode)).map_err(|e| Error::io("chmod", display, e))?;
+    for (name, value) in &attrs.xattrs {
+        rustix::fs::fsetxattr(fd, name.as_os_str(), value, rustix::fs::XattrFlags::empty())
+            .map_err(|e| Error::io("set extended attribute on", display, e))?;
+    }
+    if let Some((atime, mtime)) = attrs.times {
+        set_times(fd, atime, mtime, display)?;
+    }
+    Ok(())
+}
+
+/// All extended attributes of an open (non-`O_PATH`) descriptor, sorted by name.
+pub(crate) fn read_xattrs(fd: BorrowedFd<'_>, display: &Path) -> Result<Xattrs> {
+    let err = |e| Error::io("read extended attributes of", display, e);
+    let mut names = vec![0u8; 1024];
+    let len = loop {
+        match rustix::fs::flistxattr(fd, &mut names[..]) {
+            Ok(len) => break len,
+            Err(Errno::RANGE) if names.len() < (1 << 20) => names.resize(names.len() * 4, 0),
+            Err(Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(err(e)),
+        }
+    };
+    let mut out = Vec::new();
+    for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = OsStr::from_bytes(name);
+        let mut value = vec![0u8; 256];
+        let vlen = loop {
+            match rustix::fs::fgetxattr(fd, name, &mut value[..]) {
+                Ok(l) => break l,
+                Err(Errno::RANGE) if value.len() < (1 << 20) => value.resize(value.len() * 4, 0),
+                Err(Errno::NODATA) => break usize::MAX,
+                Err(e) => return Err(err(e)),
+            }
+        };
+        if vlen != usize::MAX {
+            value.truncate(vlen);
+            out.push((name.to_owned(), value));
+        }
+    }
+    out.sort();
+    Ok(out)
+}

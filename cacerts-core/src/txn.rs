@@ -1,0 +1,557 @@
+//! Applying a plan with a write-ahead journal, and undoing it from the journal.
+//!
+//! [`install`] writes each step's intent to the journal, flushes it, and only then touches the
+//! tree; should a step fail, everything done so far is undone before the error is returned.
+//! [`uninstall`] is a function of the journal and the tree as it is now: what we created is
+//! removed if it is still ours, what we replaced is put back byte for byte with its metadata if
+//! nobody changed it since, or has only our part taken out if the container changed it, and every
+//! directory we touched gets its times back to the nanosecond. Both are idempotent and both
+//! recover from a crash at any point of the other.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::journal::{self, random_suffix, sha256_hex, Header, Journal, NewEntry, Original, Record, Writer};
+use crate::plan::{Change, Edit, Plan};
+use crate::rootfs::{ContainerRoot, DirHandle, FileKind, Identity, Meta, NewAttrs};
+
+/// Prefix of every temporary name we create inside the root.
+pub const TEMP_PREFIX: &str = ".cacerts-hook.";
+
+/// Knobs for [`install`] and [`uninstall`].
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Options {
+    /// Flush every file written into the root before renaming it into place (default on). Off
+    /// trades crash durability of the container's files for speed, for roots that do not survive
+    /// a host crash anyway.
+    pub durable: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { durable: true }
+    }
+}
+
+/// What an install or uninstall did, by in-root path.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Report {
+    /// Entries created (install).
+    pub created: Vec<PathBuf>,
+    /// Files changed (install).
+    pub edited: Vec<PathBuf>,
+    /// Entries we had created, removed again (uninstall).
+    pub removed: Vec<PathBuf>,
+    /// Files put back exactly as they were (uninstall).
+    pub restored: Vec<PathBuf>,
+    /// Files the container changed after us, from which only our part was taken out (uninstall).
+    pub stripped: Vec<PathBuf>,
+    /// Entries left alone, and why: the container deleted, replaced or filled them.
+    pub kept: Vec<(PathBuf, String)>,
+    /// Whether install first rolled back a journal left by an earlier run.
+    pub recovered: bool,
+}
+
+impl Report {
+    /// True when nothing was changed.
+    pub fn is_empty(&self) -> bool {
+        self.created.is_empty()
+            && self.edited.is_empty()
+            && self.removed.is_empty()
+            && self.restored.is_empty()
+            && self.stripped.is_empty()
+    }
+}
+
+/// Applies `plan` to `root`, journaling to `journal` (a host path outside the root).
+///
+/// A journal already at that path (a previous run that was never uninstalled, or crashed) is
+/// rolled back first, so installing twice is the same as installing once. An empty plan writes no
+/// journal. On error the partial work is undone and the journal removed before returning; should
+/// that undo fail as well, [`Error::RollbackFailed`] is returned and the journal kept.
+pub fn install(root: &ContainerRoot, plan: &Plan, journal_path: &Path, options: &Options) -> Result<Report> {
+    let mut report = Report::default();
+    if let Some(stale) = Journal::read(journal_path)? {
+        check_root(root, journal_path, &stale.header)?;
+        undo(root, journal_path, stale, options)?;
+        report.recovered = true;
+    }
+    if plan.is_empty() {
+        return Ok(report);
+    }
+    let header = Header {
+        format: journal::FORMAT.to_owned(),
+        version: journal::VERSION,
+        rootfs: root.host_path_for_display().to_owned(),
+        root_dev: root.root_meta()?.dev,
+    };
+    let writer = Writer::create(journal_path, &header)?;
+    let mut tx = Tx {
+        root,
+        writer,
+        options: *options,
+        next_id: 0,
+        touched: HashSet::new(),
+        report,
+    };
+    for change in &plan.changes {
+        if let Err(cause) = tx.apply(change) {
+            drop(tx);
+            return match uninstall_with(root, journal_path, options) {
+                Ok(_) => Err(cause),
+                Err(rollback) => Err(Error::RollbackFailed {
+                    cause: Box::new(cause),
+                    rollback: Box::new(rollback),
+                }),
+            };
+        }
+    }
+    Ok(tx.report)
+}
+
+/// Undoes what the journal at `journal_path` records, then deletes the journal.
+///
+/// No journal is a no-op, so running it twice is harmless.
+pub fn uninstall(root: &ContainerRoot, journal_path: &Path) -> Result<Report> {
+    uninstall_with(root, journal_path, &Options::default())
+}
+
+/// [`uninstall`] with options.
+pub fn uninstall_with(root: &ContainerRoot, journal_path: &Path, options: &Options) -> Result<Report> {
+    match Journal::read(journal_path)? {
+        None => Ok(Report::default()),
+        Some(j) => {
+            check_root(root, journal_path, &j.header)?;
+            undo(root, journal_path, j, options)
+        }
+    }
+}
+
+fn check_root(root: &ContainerRoot, journal_path: &Path, header: &Header) -> Result<()> {
+    if header.rootfs != root.host_path_for_display() {
+        return Err(Error::JournalForAnotherRoot {
+            journal: journal_path.to_owned(),
+            recorded: header.rootfs.clone(),
+            given: root.host_path_for_display().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Splits an in-root path into its parent and a final plain name.
+fn split(path: &Path) -> Result<(&Path, &OsStr)> {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) if path.has_root() => Ok((parent, name)),
+        _ => Err(Error::InvalidPath {
+            path: path.to_owned(),
+            reason: "must be an absolute path naming an entry below the root",
+        }),
+    }
+}
+
+fn temp_name() -> OsString {
+    OsString::from(format!("{TEMP_PREFIX}{}", random_suffix()))
+}
+
+/// An install in progress.
+struct Tx<'r> {
+    root: &'r ContainerRoot,
+    writer: Writer,
+    options: Options,
+    next_id: u32,
+    touched: HashSet<PathBuf>,
+    report: Report,
+}
+
+impl Tx<'_> {
+    fn id(&mut self) -> u32 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn apply(&mut self, change: &Change) -> Result<()> {
+        match change {
+            Change::CreateDir { path } => self.ensure_dir(path).map(drop),
+            Change::CreateFile { path, contents, mode } => {
+                let (parent, name) = split(path)?;
+                let dir = self.ensure_dir(parent)?;
+                let entry = NewEntry::File {
+                    sha256: sha256_hex(contents),
+                };
+                self.create(&dir, name, entry, contents, *mode)
+            }
+            Change::CreateSymlink { path, target } => {
+                let (parent, name) = split(path)?;
+                let dir = self.ensure_dir(parent)?;
+                let entry = NewEntry::Symlink { target: target.clone() };
+                self.create(&dir, name, entry, &[], 0o777)
+            }
+            Change::EditFile { path, edit } => {
+                let canonical = self.root.canonicalize(path)?;
+                let (parent, name) = split(&canonical)?;
+                self.edit(parent, name, edit)
+            }
+        }
+    }
+
+    /// Records a directory's times before its first change in this install.
+    fn touch(&mut self, dir: &DirHandle) -> Result<()> {
+        if self.touched.insert(dir.path().to_owned()) {
+            let m = dir.meta();
+            self.writer.append(&Record::DirTimes {
+                path: dir.path().to_owned(),
+                identity: m.identity(),
+                atime: m.atime,
+                mtime: m.mtime,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `mkdir -p`: returns the canonical path of the directory, creating what is missing.
+    fn ensure_dir(&mut self, path: &Path) -> Result<PathBuf> {
+        let (mut current, missing, _) = self.root.plan_parent(path)?;
+        for name in missing {
+            let dir = self.root.dir(&current)?;
+            self.touch(&dir)?;
+            let id = self.id();
+            let new = current.join(&name);
+            self.writer.append(&Record::Mkdir { id, path: new.clone() })?;
+            let attrs = dir.inherited(0o755)?;
+            let made = dir.create_dir(&name, &attrs)?;
+            self.writer.append(&Record::Made {
+                id,
+                identity: made.identity(),
+            })?;
+            self.report.created.push(new.clone());
+            current = new;
+        }
+        Ok(current)
+    }
+
+    fn create(&mut self, dir_path: &Path, name: &OsStr, entry: NewEntry, contents: &[u8], mode: u32) -> Result<()> {
+        let dir = self.root.dir(dir_path)?;
+        let path = dir_path.join(name);
+        if dir.lstat(name)?.is_some() {
+            return Err(Error::AlreadyExists { path });
+        }
+        self.touch(&dir)?;
+        let id = self.id();
+        let temp = temp_name();
+        self.writer.append(&Record::Create {
+            id,
+            path: path.clone(),
+            temp: temp.to_string_lossy().into_owned(),
+            entry: entry.clone(),
+        })?;
+        let attrs = dir.inherited(mode)?;
+        let made = match &entry {
+            NewEntry::File { .. } => dir.create_file(&temp, contents, &attrs, self.options.durable)?,
+            NewEntry::Symlink { target } => dir.create_symlink(&temp, target.as_os_str(), &attrs)?,
+        };
+        self.writer.append(&Record::Made {
+            id,
+            identity: made.identity(),
+        })?;
+        dir.rename(&temp, name, true)?;
+        self.report.created.push(path);
+        Ok(())
+    }
+
+    fn edit(&mut self, dir_path: &Path, name: &OsStr, edit: &Edit) -> Result<()> {
+        let dir = self.root.dir(dir_path)?;
+        let path = dir_path.join(name);
+        let (bytes, meta, xattrs) = dir.read(name, self.root.read_limit())?;
+        let (new, undo) = edit.apply(&bytes);
+        self.touch(&dir)?;
+        let id = self.id();
+        let temp = temp_name();
+        let backup = format!("orig-{id}-{}", random_suffix());
+        self.writer.append(&Record::Edit {
+            id,
+            path: path.clone(),
+            temp: temp.to_string_lossy().into_owned(),
+            original: Original {
+                identity: meta.identity(),
+                mode: meta.mode,
+                uid: meta.uid,
+                gid: meta.gid,
+                size: meta.size,
+                nlink: meta.nlink,
+                atime: meta.atime,
+                mtime: meta.mtime,
+                xattrs: xattrs.clone(),
+                sha256: sha256_hex(&bytes),
+                backup: backup.clone(),
+            },
+            new_sha256: sha256_hex(&new),
+            undo,
+        })?;
+        self.writer.write_backup(&backup, &bytes)?;
+        let attrs = NewAttrs {
+            uid: meta.uid,
+            gid: meta.gid,
+            mode: meta.mode,
+            xattrs,
+            times: None,
+        };
+        let made = dir.create_file(&temp, &new, &attrs, self.options.durable)?;
+        self.writer.append(&Record::Made {
+            id,
+            identity: made.identity(),
+        })?;
+        dir.rename(&temp, name, false)?;
+        self.report.edited.push(path);
+        Ok(())
+    }
+}
+
+/// An uninstall in progress.
+struct Undoer<'r> {
+    root: &'r ContainerRoot,
+    journal_path: &'r Path,
+    writer: Writer,
+    options: Options,
+    same_mount: bool,
+    made: HashMap<u32, Identity>,
+    restores: HashMap<u32, Vec<String>>,
+    report: Report,
+}
+
+fn undo(root: &ContainerRoot, journal_path: &Path, j: Journal, options: &Options) -> Result<Report> {
+    let mut made = HashMap::new();
+    let mut restores: HashMap<u32, Vec<String>> = HashMap::new();
+    for r in &j.records {
+        match r {
+            Record::Made { id, identity } => {
+                made.insert(*id, *identity);
+            }
+            Record::Restore { id, temp } => restores.entry(*id).or_default().push(temp.clone()),
+            _ => {}
+        }
+    }
+    let mut u = Undoer {
+        root,
+        journal_path,
+        writer: journal::reopen(journal_path)?,
+        options: *options,
+        same_mount: root.root_meta()?.dev == j.header.root_dev,
+        made,
+        restores,
+        report: Report::default(),
+    };
+    for r in j.records.iter().rev() {
+        let (path, result) = match r {
+            Record::Mkdir { id, path } => (path, u.undo_mkdir(*id, path)),
+            Record::Create { id, path, temp, entry } => (path, u.undo_create(*id, path, temp, entry)),
+            Record::Edit {
+                id,
+                path,
+                temp,
+                original,
+                new_sha256,
+                undo,
+            } => (path, u.undo_edit(*id, path, temp, original, new_sha256, undo)),
+            _ => continue,
+        };
+        u.settle(path, result)?;
+    }
+    for r in j.records.iter().rev() {
+        if let Record::DirTimes {
+            path,
+            identity,
+            atime,
+            mtime,
+        } = r
+        {
+            let result = match root.dir_if_exists(path) {
+                Ok(Some(dir)) if identity.matches(dir.meta(), u.same_mount) => dir.set_own_times(*atime, *mtime),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            u.settle(path, result)?;
+        }
+    }
+    Journal::delete(journal_path, &j.records)?;
+    Ok(u.report)
+}
+
+impl Undoer<'_> {
+    /// A path the tree no longer lets us reach safely (a directory became a symlink, say) is left
+    /// as it is and reported; any other error stops the uninstall with the journal kept.
+    fn settle(&mut self, path: &Path, result: Result<()>) -> Result<()> {
+        match result {
+            Err(e) if e.is_safety_violation() => {
+                self.report.kept.push((path.to_owned(), e.to_string()));
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn parent(&self, path: &Path) -> Result<Option<(DirHandle, OsString)>> {
+        let (parent, name) = split(path)?;
+        Ok(self.root.dir_if_exists(parent)?.map(|d| (d, name.to_owned())))
+    }
+
+    fn is_ours(&self, id: u32, meta: &Meta) -> bool {
+        self.made.get(&id).is_some_and(|i| i.matches(meta, self.same_mount))
+    }
+
+    /// Removes temporary files an interrupted step may have left. Their names are random and
+    /// journaled before creation, so an entry of that name and a file type is ours.
+    fn remove_temps(&self, dir: &DirHandle, id: u32, temp: Option<&str>) -> Result<()> {
+        let made = self.made.get(&id).copied();
+        if let Some(temp) = temp {
+            let temp = OsStr::new(temp);
+            dir.remove_if(temp, |m| match made {
+                Some(i) => i.matches(m, self.same_mount),
+                None => matches!(m.kind, FileKind::File | FileKind::Symlink),
+            })?;
+        }
+        for t in self.restores.get(&id).into_iter().flatten() {
+            dir.remove_if(OsStr::new(t), |m| m.kind == FileKind::File)?;
+        }
+        Ok(())
+    }
+
+    fn undo_mkdir(&mut self, id: u32, path: &Path) -> Result<()> {
+        let Some((dir, name)) = self.parent(path)? else {
+            return Ok(());
+        };
+        let Some(meta) = dir.lstat(&name)? else {
+            return Ok(());
+        };
+        // Without a `Made` record the install stopped between mkdir and journaling it: the name
+        // did not exist when the intent was written, so an empty directory there is ours.
+        let ours = meta.kind == FileKind::Dir && (self.is_ours(id, &meta) || !self.made.contains_key(&id));
+        if !ours {
+            self.report
+                .kept
+                .push((path.to_owned(), "replaced since install; left as is".into()));
+        } else if dir.remove_if(&name, |m| m.identity() == meta.identity())? {
+            self.report.removed.push(path.to_owned());
+        } else {
+            self.report.kept.push((
+                path.to_owned(),
+                "directory is not empty: the container added to it".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn undo_create(&mut self, id: u32, path: &Path, temp: &str, _entry: &NewEntry) -> Result<()> {
+        let Some((dir, name)) = self.parent(path)? else {
+            return Ok(());
+        };
+        self.remove_temps(&dir, id, Some(temp))?;
+        if !self.made.contains_key(&id) {
+            // Never renamed into place: whatever is at `path` is not ours.
+            return Ok(());
+        }
+        match dir.lstat(&name)? {
+            None => {}
+            Some(m) if self.is_ours(id, &m) => {
+                let removed = dir.remove_if(&name, |now| now.identity() == m.identity())?;
+                if removed {
+                    self.report.removed.push(path.to_owned());
+                }
+            }
+            Some(_) => self.report.kept.push((
+                path.to_owned(),
+                "replaced by the container since install; left as is".into(),
+            )),
+        }
+        Ok(())
+    }
+
+    fn undo_edit(
+        &mut self,
+        id: u32,
+        path: &Path,
+        temp: &str,
+        original: &Original,
+        new_sha256: &str,
+        undo: &journal::Undo,
+    ) -> Result<()> {
+        let Some((dir, name)) = self.parent(path)? else {
+            return Ok(());
+        };
+        self.remove_temps(&dir, id, Some(temp))?;
+        if !self.made.contains_key(&id) {
+            // The replacement was never renamed into place: the file is the original.
+            return Ok(());
+        }
+        let Some(current) = dir.lstat(&name)? else {
+            self.report
+                .kept
+                .push((path.to_owned(), "deleted by the container; not recreated".into()));
+            return Ok(());
+        };
+        if current.kind != FileKind::File {
+            self.report.kept.push((
+                path.to_owned(),
+                format!("replaced by {} since install; left as is", current.kind.describe()),
+            ));
+            return Ok(());
+        }
+        let (bytes, meta, xattrs) = dir.read(&name, self.root.read_limit())?;
+        let hash = sha256_hex(&bytes);
+        if self.is_ours(id, &meta) && hash == new_sha256 {
+            // Untouched since install: put the original back, bytes and metadata.
+            let backup_path = Journal::backup_path(self.journal_path, &original.backup);
+            let orig = std::fs::read(&backup_path).map_err(|source| Error::JournalIo {
+                path: backup_path.clone(),
+                source,
+            })?;
+            if sha256_hex(&orig) != original.sha256 {
+                return Err(Error::JournalInvalid {
+                    path: backup_path,
+                    reason: "backup does not match the hash the journal recorded".into(),
+                    hint: "the original cannot be restored automatically; restore it by hand, then delete the journal",
+                });
+            }
+            let attrs = NewAttrs {
+                uid: original.uid,
+                gid: original.gid,
+                mode: original.mode,
+                xattrs: original.xattrs.clone(),
+                times: Some((original.atime, original.mtime)),
+            };
+            self.replace(id, &dir, &name, &orig, &attrs)?;
+            self.report.restored.push(path.to_owned());
+        } else if hash != original.sha256 {
+            // Changed by the container (or already restored, in which case it hashes as the
+            // original and is left alone): take out only what we added, keep the rest and its times.
+            if let Some(stripped) = undo.revert(&bytes) {
+                let attrs = NewAttrs {
+                    uid: meta.uid,
+                    gid: meta.gid,
+                    mode: meta.mode,
+                    xattrs,
+                    times: Some((meta.atime, meta.mtime)),
+                };
+                self.replace(id, &dir, &name, &stripped, &attrs)?;
+                self.report.stripped.push(path.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` under a journaled temporary name and renames it over `name`.
+    fn replace(&mut self, id: u32, dir: &DirHandle, name: &OsStr, bytes: &[u8], attrs: &NewAttrs) -> Result<()> {
+        let temp = temp_name();
+        let temp_str = temp.to_string_lossy().into_owned();
+        self.writer.append(&Record::Restore {
+            id,
+            temp: temp_str.clone(),
+        })?;
+        self.restores.entry(id).or_default().push(temp_str);
+        dir.create_file(&temp, bytes, attrs, self.options.durable)?;
+        dir.rename(&temp, name, false)
+    }
+}

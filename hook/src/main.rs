@@ -1,0 +1,2 @@
+//! `cacerts-hook`: placeholder entry point, replaced by the CLI.
+fn main() {}
