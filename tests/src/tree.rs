@@ -1,0 +1,129 @@
+//! Declarative test trees: a list of [`Node`]s built under a directory.
+//!
+//! Paths are relative to the tree's root; missing parents are created as directories (0755).
+//! Nodes are built in order, so a [`Node::Chmod`] at the end can make a directory read-only after
+//! its contents exist. [`age`] then gives every entry an old timestamp with a non-zero nanosecond
+//! part, so that "times restored to the nanosecond" is actually tested.
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+
+use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, CWD};
+
+/// One entry of a declarative tree.
+#[derive(Clone, Debug)]
+pub enum Node {
+    /// A directory with a mode.
+    Dir(String, u32),
+    /// A regular file with contents and a mode.
+    File(String, Vec<u8>, u32),
+    /// A symbolic link and its target, stored verbatim.
+    Symlink(String, String),
+    /// A hard link to an existing entry of the tree.
+    Hardlink(String, String),
+    /// A named pipe.
+    Fifo(String),
+    /// A Unix socket (bound, then the listener dropped; the node stays).
+    Socket(String),
+    /// A character device node (major, minor), e.g. (1, 5) for `/dev/zero`.
+    CharDevice(String, u32, u32),
+    /// A sparse regular file of this size.
+    Sparse(String, u64),
+    /// Change the mode of an entry built earlier.
+    Chmod(String, u32),
+}
+
+impl Node {
+    /// A directory, mode 0755.
+    pub fn dir(path: &str) -> Node {
+        Node::Dir(path.into(), 0o755)
+    }
+
+    /// A regular file, mode 0644.
+    pub fn file(path: &str, contents: impl AsRef<[u8]>) -> Node {
+        Node::File(path.into(), contents.as_ref().to_vec(), 0o644)
+    }
+
+    /// A symbolic link.
+    pub fn symlink(path: &str, target: &str) -> Node {
+        Node::Symlink(path.into(), target.into())
+    }
+}
+
+/// Builds `nodes` under `root` (which must exist).
+pub fn build(root: &Path, nodes: &[Node]) {
+    for node in nodes {
+        let (path, parent_needed) = match node {
+            Node::Dir(p, _)
+            | Node::File(p, _, _)
+            | Node::Symlink(p, _)
+            | Node::Hardlink(p, _)
+            | Node::Fifo(p)
+            | Node::Socket(p)
+            | Node::CharDevice(p, _, _)
+            | Node::Sparse(p, _) => (root.join(p), true),
+            Node::Chmod(p, _) => (root.join(p), false),
+        };
+        if parent_needed {
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("create parents");
+        }
+        let ctx = |what: &str| format!("build {what} {}", path.display());
+        match node {
+            Node::Dir(_, mode) => {
+                std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("{}: {e}", ctx("dir")));
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).expect("chmod");
+            }
+            Node::File(_, contents, mode) => {
+                std::fs::write(&path, contents).unwrap_or_else(|e| panic!("{}: {e}", ctx("file")));
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).expect("chmod");
+            }
+            Node::Symlink(_, target) => symlink(target, &path).unwrap_or_else(|e| panic!("{}: {e}", ctx("symlink"))),
+            Node::Hardlink(_, existing) => {
+                std::fs::hard_link(root.join(existing), &path).unwrap_or_else(|e| panic!("{}: {e}", ctx("hardlink")))
+            }
+            Node::Fifo(_) => rustix::fs::mknodat(CWD, &path, FileType::Fifo, Mode::from_raw_mode(0o644), 0)
+                .unwrap_or_else(|e| panic!("{}: {e}", ctx("fifo"))),
+            Node::Socket(_) => {
+                drop(std::os::unix::net::UnixListener::bind(&path).unwrap_or_else(|e| panic!("{}: {e}", ctx("socket"))))
+            }
+            Node::CharDevice(_, major, minor) => rustix::fs::mknodat(
+                CWD,
+                &path,
+                FileType::CharacterDevice,
+                Mode::from_raw_mode(0o666),
+                rustix::fs::makedev(*major, *minor),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", ctx("device"))),
+            Node::Sparse(_, size) => {
+                let f = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", ctx("sparse")));
+                f.set_len(*size).expect("set_len");
+            }
+            Node::Chmod(_, mode) => {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).expect("chmod")
+            }
+        }
+    }
+}
+
+/// Sets every entry's atime and mtime (symlinks included, not followed) to an old time with a
+/// non-zero nanosecond part, children before parents so directory times stick.
+pub fn age(root: &Path) {
+    fn visit(path: &Path) {
+        let meta = std::fs::symlink_metadata(path).expect("lstat");
+        if meta.is_dir() {
+            for e in std::fs::read_dir(path).expect("read_dir") {
+                visit(&e.expect("entry").path());
+            }
+        }
+        let ts = Timespec {
+            tv_sec: 1_500_000_000,
+            tv_nsec: 123_456_789,
+        };
+        let times = Timestamps {
+            last_access: ts,
+            last_modification: ts,
+        };
+        rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW).expect("utimensat");
+    }
+    visit(root);
+}
