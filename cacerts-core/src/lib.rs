@@ -55,6 +55,7 @@
 //! # }
 //! ```
 
+pub mod certs;
 pub mod error;
 pub mod failpoint;
 pub mod journal;

@@ -62,9 +62,10 @@ impl Snapshot {
         for (path, before) in &self.0 {
             match after.0.get(path) {
                 None => out.push(format!("removed: {}", path.display())),
-                Some(now) if now != before => {
-                    out.push(format!("changed: {}\n  before: {before:?}\n  after:  {now:?}", path.display()))
-                }
+                Some(now) if now != before => out.push(format!(
+                    "changed: {}\n  before: {before:?}\n  after:  {now:?}",
+                    path.display()
+                )),
                 Some(_) => {}
             }
         }

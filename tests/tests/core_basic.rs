@@ -31,7 +31,10 @@ fn install_then_uninstall_leaves_no_trace() {
     build(
         &rootfs,
         &[
-            Node::file("etc/ssl/certs/ca-certificates.crt", "-----BEGIN CERTIFICATE-----\nIMAGE\n-----END CERTIFICATE-----"),
+            Node::file(
+                "etc/ssl/certs/ca-certificates.crt",
+                "-----BEGIN CERTIFICATE-----\nIMAGE\n-----END CERTIFICATE-----",
+            ),
             Node::symlink("etc/ssl/cert.pem", "certs/ca-certificates.crt"),
             Node::dir("usr/local"),
         ],
@@ -42,7 +45,10 @@ fn install_then_uninstall_leaves_no_trace() {
 
     let root = ContainerRoot::open(&rootfs).unwrap();
     let report = install(&root, &plan(), &journal, &Default::default()).unwrap();
-    assert_eq!(report.edited, vec![std::path::PathBuf::from("/etc/ssl/certs/ca-certificates.crt")]);
+    assert_eq!(
+        report.edited,
+        vec![std::path::PathBuf::from("/etc/ssl/certs/ca-certificates.crt")]
+    );
     let bundle = std::fs::read(rootfs.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
     assert!(bundle.ends_with(PEM), "appended after a separator newline");
     assert!(bundle.windows(6).any(|w| w == b"IMAGE\n"));
