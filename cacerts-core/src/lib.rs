@@ -56,8 +56,10 @@
 //! ```
 
 pub mod certs;
+pub mod distro;
 pub mod error;
 pub mod failpoint;
+pub mod installer;
 pub mod journal;
 pub mod plan;
 pub mod rootfs;

@@ -52,6 +52,24 @@ pub enum Edit {
     Append(Vec<u8>),
 }
 
+impl Change {
+    /// One line describing the change, for logs and `detect` output.
+    pub fn summary(&self) -> String {
+        match self {
+            Change::CreateDir { path } => format!("create directory {}", path.display()),
+            Change::CreateFile { path, contents, .. } => {
+                format!("create file {} ({} bytes)", path.display(), contents.len())
+            }
+            Change::CreateSymlink { path, target } => {
+                format!("create symlink {} -> {}", path.display(), target.display())
+            }
+            Change::EditFile { path, edit } => match edit {
+                Edit::Append(bytes) => format!("append {} bytes to {}", bytes.len(), path.display()),
+            },
+        }
+    }
+}
+
 impl Edit {
     /// The new contents for `original`, and how to take the change back out of a later version.
     pub(crate) fn apply(&self, original: &[u8]) -> (Vec<u8>, Undo) {
