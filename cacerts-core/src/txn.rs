@@ -75,6 +75,7 @@ impl Report {
 /// that undo fail as well, [`Error::RollbackFailed`] is returned and the journal kept.
 pub fn install(root: &ContainerRoot, plan: &Plan, journal_path: &Path, options: &Options) -> Result<Report> {
     let mut report = Report::default();
+    check_outside(root, journal_path)?;
     if let Some(stale) = Journal::read(journal_path)? {
         check_root(root, journal_path, &stale.header)?;
         undo(root, journal_path, stale, options)?;
@@ -129,6 +130,34 @@ pub fn uninstall_with(root: &ContainerRoot, journal_path: &Path, options: &Optio
             undo(root, journal_path, j, options)
         }
     }
+}
+
+/// The journal must live outside the root: the container could otherwise rewrite its own undo
+/// instructions, and the journal itself would be a trace.
+fn check_outside(root: &ContainerRoot, journal_path: &Path) -> Result<()> {
+    let absolute = std::path::absolute(journal_path).map_err(|source| Error::JournalIo {
+        path: journal_path.to_owned(),
+        source,
+    })?;
+    // Canonicalize the longest existing ancestor: the journal and its directory may not exist yet.
+    let mut existing = absolute.as_path();
+    let resolved = loop {
+        match std::fs::canonicalize(existing) {
+            Ok(p) => break p,
+            Err(_) => match existing.parent() {
+                Some(parent) => existing = parent,
+                None => break absolute.clone(),
+            },
+        }
+    };
+    if resolved.starts_with(root.host_path_for_display()) {
+        return Err(Error::JournalInvalid {
+            path: journal_path.to_owned(),
+            reason: format!("inside the root filesystem {}", root.host_path_for_display().display()),
+            hint: "keep journals outside the container's root filesystem, e.g. under /run/cacerts-hook",
+        });
+    }
+    Ok(())
 }
 
 fn check_root(root: &ContainerRoot, journal_path: &Path, header: &Header) -> Result<()> {

@@ -67,3 +67,32 @@ fn install_then_uninstall_leaves_no_trace() {
     assert!(uninstall(&root, &journal).unwrap().is_empty());
     before.assert_same(&Snapshot::take(&rootfs), "after a second uninstall");
 }
+
+#[test]
+fn journal_inside_the_root_is_refused_before_any_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir(&rootfs).unwrap();
+    build(
+        &rootfs,
+        &[Node::file("etc/ssl/certs/ca-certificates.crt", "x\n"), Node::dir("run")],
+    );
+    age(&rootfs);
+    let before = Snapshot::take(&rootfs);
+    let root = ContainerRoot::open(&rootfs).unwrap();
+    // Directly inside, and through a host symlink that leads inside.
+    std::os::unix::fs::symlink(rootfs.join("run"), tmp.path().join("sneaky")).unwrap();
+    for journal in [rootfs.join("run/j.json"), tmp.path().join("sneaky/new/j.json")] {
+        let err = install(&root, &plan(), &journal, &Default::default()).unwrap_err();
+        assert!(
+            matches!(err, cacerts_core::Error::JournalInvalid { .. }),
+            "{}: {err}",
+            journal.display()
+        );
+        assert!(
+            err.to_string().contains("outside the container's root filesystem"),
+            "{err}"
+        );
+    }
+    before.assert_same(&Snapshot::take(&rootfs), "after refused installs");
+}
