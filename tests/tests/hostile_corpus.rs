@@ -638,7 +638,10 @@ fn special_cases() -> Vec<Case> {
             "final: hash name -> the canary's passwd by a .. chain",
             with(
                 &[],
-                vec![Node::symlink("etc/ssl/certs/a1b2c3d4.0", "../../../../canary/etc/passwd")],
+                vec![Node::symlink(
+                    "etc/ssl/certs/a1b2c3d4.0",
+                    "../../../../canary/etc/passwd",
+                )],
             ),
             exists(),
         ),
@@ -1222,6 +1225,98 @@ fn read_side_resolves_escape_links_inside_the_root() {
         match root.read_file("/etc/ssl/cert.pem") {
             Ok(b) if b == MIRROR_BUNDLE => {}
             other => failures.push(format!("[{backend:?}] clamped read gave {other:?}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The layout for the real-procfs test: escape links through `/proc/self/root`, with `/proc` a
+/// mount point.
+fn procfs_layout() -> Vec<Node> {
+    image_with(
+        &["etc", "usr/local"],
+        vec![
+            Node::dir("proc"),
+            Node::symlink("etc", "/proc/self/root@CANARY@/etc"),
+            Node::symlink("usr/local", "/proc/self/root@CANARY@/usr/local"),
+        ],
+    )
+}
+
+/// With a real procfs mounted at the root's `/proc`, as in a running container, the magic links
+/// under `/proc/self` are still resolved inside the root: their text (`/`, a host path) is taken
+/// as an in-root path, never followed by the kernel. The checks run in a child process with its
+/// own mount namespace, so the mount never reaches the host's mount table.
+#[test]
+fn real_procfs_inside_the_root_does_not_lead_out() {
+    let lab = Lab::new(&procfs_layout());
+    let canary_before = Snapshot::take(&lab.canary);
+    let root_before = Snapshot::take(&lab.rootfs);
+    let script = r#"mount -t proc proc "$HOSTILE_PROCFS_ROOT/proc" && exec "$0" --exact procfs_child --include-ignored --nocapture --test-threads 1"#;
+    let (rootfs, state) = (lab.rootfs.clone(), lab.state.clone());
+    let out = guarded("procfs child", HANG_LIMIT * 2, move || {
+        std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", script])
+            .arg(std::env::current_exe().expect("test binary"))
+            .env("HOSTILE_PROCFS_ROOT", &rootfs)
+            .env("HOSTILE_PROCFS_STATE", &state)
+            .output()
+            .expect("run unshare")
+    })
+    .unwrap_or_else(|msg| panic!("{msg}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    canary_before.assert_same(&Snapshot::take(&lab.canary), "canary");
+    root_before.assert_same(&Snapshot::take(&lab.rootfs), "rootfs");
+    lab.assert_no_journal("after the child");
+}
+
+/// The part of [`real_procfs_inside_the_root_does_not_lead_out`] that runs in the child.
+#[test]
+#[ignore = "run by real_procfs_inside_the_root_does_not_lead_out in a private mount namespace"]
+fn procfs_child() {
+    let rootfs = PathBuf::from(std::env::var_os("HOSTILE_PROCFS_ROOT").expect("HOSTILE_PROCFS_ROOT"));
+    let state = PathBuf::from(std::env::var_os("HOSTILE_PROCFS_STATE").expect("HOSTILE_PROCFS_STATE"));
+    let vars = Vars::new(&rootfs.parent().expect("parent").join("canary"));
+    let self_link = std::fs::read_link(rootfs.join("proc/self")).expect("procfs mounted in the root");
+    assert!(
+        self_link.to_str().is_some_and(|p| p.parse::<u32>().is_ok()),
+        "{self_link:?}"
+    );
+    let bundle = "/etc/ssl/certs/ca-certificates.crt";
+    let mut failures = Vec::new();
+    for backend in BACKENDS {
+        let root = ContainerRoot::open_with_backend(&rootfs, backend).expect("open root");
+        let want = vars.sub(&format!("@CANARY@{bundle}"));
+        match root.canonicalize(bundle) {
+            Ok(p) if p == Path::new(&want) => {}
+            other => failures.push(format!("[{backend:?}] canonicalize gave {other:?}, want {want}")),
+        }
+        match root.metadata(bundle) {
+            Ok(None) | Err(Error::SafetyViolation { .. }) => {}
+            other => failures.push(format!("[{backend:?}] metadata gave {other:?}")),
+        }
+        match root.read_file(bundle) {
+            Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {}
+            other => failures.push(format!("[{backend:?}] read_file gave {other:?}")),
+        }
+        let before = Snapshot::take(&rootfs.join("usr"));
+        match install(&root, &plan(), &state.join("journal.json"), &Options::default()) {
+            Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {}
+            other => failures.push(format!("[{backend:?}] install gave {other:?}")),
+        }
+        before.assert_same(&Snapshot::take(&rootfs.join("usr")), "usr after a refused install");
+        let names: Vec<_> = std::fs::read_dir(&rootfs)
+            .expect("read_dir")
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        if names.len() != 3 {
+            failures.push(format!("[{backend:?}] root entries after a refused install: {names:?}"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
