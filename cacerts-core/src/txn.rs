@@ -221,6 +221,12 @@ impl Tx<'_> {
             }
             Change::EditFile { path, edit } => {
                 let canonical = self.root.canonicalize(path)?;
+                if canonical.parent().is_none() {
+                    return Err(Error::unsafe_tree(
+                        path,
+                        "expected a regular file, found the root directory",
+                    ));
+                }
                 let (parent, name) = split(&canonical)?;
                 self.edit(parent, name, edit)
             }

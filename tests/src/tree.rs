@@ -19,7 +19,7 @@ pub enum Node {
     File(String, Vec<u8>, u32),
     /// A symbolic link and its target, stored verbatim.
     Symlink(String, String),
-    /// A hard link to an existing entry of the tree.
+    /// A hard link to an existing entry of the tree (an absolute path: to any host file).
     Hardlink(String, String),
     /// A named pipe.
     Fifo(String),
@@ -47,6 +47,41 @@ impl Node {
     /// A symbolic link.
     pub fn symlink(path: &str, target: &str) -> Node {
         Node::Symlink(path.into(), target.into())
+    }
+
+    /// The path this node creates or changes, relative to the tree's root.
+    pub fn path(&self) -> &str {
+        match self {
+            Node::Dir(p, _)
+            | Node::File(p, _, _)
+            | Node::Symlink(p, _)
+            | Node::Hardlink(p, _)
+            | Node::Fifo(p)
+            | Node::Socket(p)
+            | Node::CharDevice(p, _, _)
+            | Node::Sparse(p, _)
+            | Node::Chmod(p, _) => p,
+        }
+    }
+
+    /// The same node with each `(name, value)` pair substituted in its path and in a link's
+    /// target, for trees that refer to places only known at run time (a temporary directory).
+    pub fn with_vars(&self, vars: &[(&str, &str)]) -> Node {
+        let sub = |s: &String| {
+            vars.iter()
+                .fold(s.clone(), |acc, (name, value)| acc.replace(name, value))
+        };
+        match self {
+            Node::Dir(p, mode) => Node::Dir(sub(p), *mode),
+            Node::File(p, contents, mode) => Node::File(sub(p), contents.clone(), *mode),
+            Node::Symlink(p, target) => Node::Symlink(sub(p), sub(target)),
+            Node::Hardlink(p, existing) => Node::Hardlink(sub(p), sub(existing)),
+            Node::Fifo(p) => Node::Fifo(sub(p)),
+            Node::Socket(p) => Node::Socket(sub(p)),
+            Node::CharDevice(p, major, minor) => Node::CharDevice(sub(p), *major, *minor),
+            Node::Sparse(p, size) => Node::Sparse(sub(p), *size),
+            Node::Chmod(p, mode) => Node::Chmod(sub(p), *mode),
+        }
     }
 }
 

@@ -161,9 +161,17 @@ pub(crate) fn walk(
         ) {
             Ok(fd) => fd,
             Err(Errno::NOENT) if allow_missing => {
+                let at = here();
                 let mut missing = vec![name];
                 missing.extend(pending);
                 if missing.iter().any(|m| m == "..") {
+                    if links > 0 {
+                        // The `..` came from a link target: the tree's doing, not the caller's.
+                        return Err(Error::unsafe_tree(
+                            at,
+                            "a symbolic link leads into a directory that does not exist and back out with `..`",
+                        ));
+                    }
                     return Err(Error::InvalidPath {
                         path: path.to_owned(),
                         reason: "`..` after a component that does not exist",
