@@ -232,4 +232,50 @@ mod tests {
         assert_eq!(undo.revert(b"X\nOURS\nY\n").unwrap(), b"X\nY\n");
         assert_eq!(undo.revert(b"nothing of ours\n"), None);
     }
+
+    #[test]
+    fn keystore_add_reverts_by_alias_and_journals_additively() {
+        let mut image = Keystore::empty_jks();
+        image.add_trusted("image", b"image-cert");
+        let original = image.to_bytes("changeit").unwrap();
+        let edit = Edit::KeystoreAdd {
+            entries: vec![
+                ("cacerts-hook-a".into(), b"our-cert".to_vec()),
+                ("cacerts-hook-dup".into(), b"image-cert".to_vec()),
+            ],
+            password: "changeit".into(),
+        };
+        let (new, undo) = edit.apply(Path::new("/ks"), &original).unwrap();
+        // Already present under another alias: not added, not in the undo.
+        assert_eq!(
+            undo,
+            Undo::RemoveKeystoreEntries {
+                aliases: vec!["cacerts-hook-a".into()],
+                password: "changeit".into()
+            }
+        );
+        let json = serde_json::to_string(&undo).unwrap();
+        assert_eq!(
+            json,
+            r#"{"remove_keystore_entries":{"aliases":["cacerts-hook-a"],"password":"changeit"}}"#
+        );
+        assert_eq!(serde_json::from_str::<Undo>(&json).unwrap(), undo);
+
+        assert_eq!(undo.revert(&new).unwrap(), original, "JKS entries keep their bytes");
+        assert_eq!(undo.revert(&original), None);
+        assert_eq!(undo.revert(b"not a keystore"), None);
+        // A corrupt store or a wrong password is an error naming the file.
+        let e = edit
+            .apply(Path::new("/ks"), &original[..original.len() - 1])
+            .unwrap_err();
+        assert!(e.to_string().contains("/ks"), "{e}");
+        let wrong = Edit::KeystoreAdd {
+            entries: vec![],
+            password: "other".into(),
+        };
+        assert!(matches!(
+            wrong.apply(Path::new("/ks"), &original),
+            Err(Error::Keystore { .. })
+        ));
+    }
 }

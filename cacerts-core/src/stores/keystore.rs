@@ -155,6 +155,17 @@ impl Keystore {
         }
     }
 
+    /// An empty JKS store, for tests.
+    #[cfg(test)]
+    pub(crate) fn empty_jks() -> Keystore {
+        Keystore {
+            inner: Inner::Jks(Jks {
+                version: 2,
+                entries: Vec::new(),
+            }),
+        }
+    }
+
     /// Encodes the store in its own format, with a fresh integrity check under `password`.
     pub fn to_bytes(&self, password: &str) -> Result<Vec<u8>> {
         match &self.inner {
