@@ -368,6 +368,20 @@ fn wrong_password_is_an_error() {
             "{kind:?}: {e}"
         );
         assert!(e.to_string().contains("password"), "{e}");
+
+        // plan_each goes on with the other stores.
+        let good = f.tmp.path().join("good");
+        import(Kind::Jks, &good, "image", &image_ca, "changeit");
+        build(
+            &f.rootfs,
+            &[Node::file("etc/ssl/certs/java/cacerts", std::fs::read(&good).unwrap())],
+        );
+        let each = java::plan_each(&root, &load(&f.ours), &[]).unwrap();
+        assert_eq!(each.len(), 2, "{each:?}");
+        assert!(
+            matches!(&each[0], Ok(Change::EditFile { path, .. }) if path == Path::new("/etc/ssl/certs/java/cacerts"))
+        );
+        assert!(matches!(&each[1], Err(Error::Keystore { .. })));
     }
 }
 
@@ -451,4 +465,46 @@ fn stores_are_found_everywhere_and_once() {
     .map(PathBuf::from)
     .collect();
     assert_eq!(paths, want);
+}
+
+/// A store with no trusted certificate yet (only a key entry): ours goes into a content info
+/// of its own, encrypted when the store has a password, and keytool reads both.
+#[test]
+fn store_without_trusted_certs_gets_its_first() {
+    for kind in [Kind::Jks, Kind::Pkcs12, Kind::Pkcs12NoPassword] {
+        let f = fixture();
+        let store = f.tmp.path().join("cacerts");
+        genkey(kind, &store, "service-key");
+        build(
+            &f.rootfs,
+            &[Node::file("etc/ssl/certs/java/cacerts", std::fs::read(&store).unwrap())],
+        );
+        let plan = plan_java(&f.rootfs, &load(&f.ours), &[]);
+        let journal = f.tmp.path().join("state/j.journal");
+        let root = ContainerRoot::open(&f.rootfs).unwrap();
+        install(&root, &plan, &journal, &Default::default()).unwrap();
+        let host_store = f.rootfs.join("etc/ssl/certs/java/cacerts");
+        let listing = list(&host_store);
+        assert_eq!(
+            entries(&listing),
+            vec![
+                pair("cacerts-hook-corp-root", "trustedCertEntry"),
+                pair("service-key", "PrivateKeyEntry")
+            ],
+            "{kind:?}:\n{listing}"
+        );
+        // Taken out of a store the container changed, the content info we added goes too.
+        let other = make_ca(f.tmp.path(), "other-ca");
+        import(kind, &host_store, "other", &other, "changeit");
+        uninstall(&root, &journal).unwrap();
+        let listing = list(&host_store);
+        assert_eq!(
+            entries(&listing),
+            vec![
+                pair("other", "trustedCertEntry"),
+                pair("service-key", "PrivateKeyEntry")
+            ],
+            "{kind:?}:\n{listing}"
+        );
+    }
 }

@@ -66,9 +66,16 @@ fn candidates(root: &ContainerRoot, env: &[String]) -> Result<Vec<PathBuf>> {
 /// Plans adding `certs` to every Java trust store in `root`.
 ///
 /// A store whose integrity check fails with the default password (`changeit`), or that is
-/// corrupt or in a form the codec refuses, is an error naming the file: nothing is planned for
-/// it, and the caller decides whether the rest of the install goes on.
+/// corrupt or in a form the codec refuses, is an error naming the file. Use [`plan_each`] to
+/// go on with the other stores.
 pub fn plan(root: &ContainerRoot, certs: &[CaCert], env: &[String]) -> Result<Vec<Change>> {
+    plan_each(root, certs, env)?.into_iter().collect()
+}
+
+/// Like [`plan`], with one result per store that needs a change: a store that cannot be read
+/// is an `Err` naming it, and the others are still planned. The outer error is a failure to
+/// look for stores at all.
+pub fn plan_each(root: &ContainerRoot, certs: &[CaCert], env: &[String]) -> Result<Vec<Result<Change>>> {
     let mut changes = Vec::new();
     if certs.is_empty() {
         return Ok(changes);
@@ -87,35 +94,47 @@ pub fn plan(root: &ContainerRoot, certs: &[CaCert], env: &[String]) -> Result<Ve
             // Not a keystore (an empty placeholder before the distribution generated it).
             continue;
         }
-        let store = Keystore::parse(&bytes, DEFAULT_PASSWORD).map_err(|e| Error::Keystore {
-            path: physical.clone(),
-            reason: e.0,
-        })?;
-        let mut taken: HashSet<String> = store.aliases().into_iter().collect();
-        let mut entries = Vec::new();
-        for cert in certs {
-            if store.contains_cert(&cert.der) || entries.iter().any(|(_, d): &(String, Vec<u8>)| d == &cert.der) {
+        let store = match Keystore::parse(&bytes, DEFAULT_PASSWORD) {
+            Ok(s) => s,
+            Err(e) => {
+                changes.push(Err(Error::Keystore {
+                    path: physical,
+                    reason: e.0,
+                }));
                 continue;
             }
-            let base = alias_for(cert);
-            let mut alias = base.clone();
-            let mut n = 2;
-            while taken.contains(&alias) {
-                alias = format!("{base}-{n}");
-                n += 1;
-            }
-            taken.insert(alias.clone());
-            entries.push((alias, cert.der.clone()));
-        }
+        };
+        let entries = new_entries(&store, certs);
         if !entries.is_empty() {
-            changes.push(Change::EditFile {
+            changes.push(Ok(Change::EditFile {
                 path: physical,
                 edit: Edit::KeystoreAdd {
                     entries,
                     password: DEFAULT_PASSWORD.to_owned(),
                 },
-            });
+            }));
         }
     }
     Ok(changes)
+}
+
+/// The certificates `store` lacks, each with an alias no entry of the store uses.
+fn new_entries(store: &Keystore, certs: &[CaCert]) -> Vec<(String, Vec<u8>)> {
+    let mut taken: HashSet<String> = store.aliases().into_iter().collect();
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    for cert in certs {
+        if store.contains_cert(&cert.der) || entries.iter().any(|(_, d)| d == &cert.der) {
+            continue;
+        }
+        let base = alias_for(cert);
+        let mut alias = base.clone();
+        let mut n = 2;
+        while taken.contains(&alias) {
+            alias = format!("{base}-{n}");
+            n += 1;
+        }
+        taken.insert(alias.clone());
+        entries.push((alias, cert.der.clone()));
+    }
+    entries
 }
