@@ -907,7 +907,7 @@ impl ContentInfo {
     }
 
     fn encode(&self, password: &str) -> Result<Vec<u8>> {
-        let (false, Some(bags)) = (!self.dirty, &self.bags) else {
+        let Some(bags) = self.bags.as_ref().filter(|_| self.dirty) else {
             return Ok(self.raw.clone());
         };
         let plain = encode_safe_contents(bags);
@@ -960,13 +960,20 @@ impl Pkcs12 {
             if pkcs12_mac(digest, password, salt, iterations, safe)? != value {
                 return err("integrity check failed: wrong keystore password, or the file is corrupt");
             }
+            if !pfx.is_empty() {
+                return err("unexpected data after the MAC");
+            }
             mac = Some(MacParams {
                 digest,
                 salt_len: salt.len().max(8),
                 iterations,
             });
         }
-        let mut list = Der::new(Der::new(safe).expect(SEQUENCE, "authenticated safe contents")?);
+        let mut safe_der = Der::new(safe);
+        let mut list = Der::new(safe_der.expect(SEQUENCE, "authenticated safe contents")?);
+        if !safe_der.is_empty() {
+            return err("unexpected data after the authenticated safe");
+        }
         let mut contents = Vec::new();
         while !list.is_empty() {
             let (tag, _, raw) = list.any()?;
