@@ -215,6 +215,17 @@ fn round_trip(kind: Kind, with_key: bool) {
     want.sort();
     assert_eq!(entries(&listing), want, "{kind:?}:\n{listing}");
     assert!(listing.contains("CN=corp-root test CA"), "{listing}");
+    if matches!(kind, Kind::Pkcs12 | Kind::Pkcs12MacOnly) {
+        // A second implementation agrees on the MAC and the encryption.
+        let out = Command::new("openssl")
+            .args(["pkcs12", "-info", "-nokeys", "-passin", "pass:changeit", "-in"])
+            .arg(&host_store)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "openssl pkcs12: {text}");
+        assert!(text.contains("MAC: sha256"), "{text}");
+    }
     if matches!(kind, Kind::Pkcs12NoPassword) {
         // Still password-less: keytool lists it without a password and without the warning it
         // gives for a store whose MAC it could not check.
