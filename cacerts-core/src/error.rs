@@ -123,6 +123,16 @@ pub enum Error {
         rollback: Box<Error>,
     },
 
+    /// A Java keystore could not be read or changed: corrupt, a wrong password, or a form that
+    /// is not supported. The file was left as it was.
+    #[error("keystore {path} (inside the container root): {reason}; the file was left unchanged")]
+    Keystore {
+        /// Path as the container sees it.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A test-only failure injected at a mutation point (feature `failpoints`).
     #[error("injected failure at mutation point {0}")]
     Injected(usize),

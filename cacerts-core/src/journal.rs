@@ -64,6 +64,9 @@ pub(crate) struct Original {
 pub(crate) enum Undo {
     /// Remove every occurrence of each of these byte strings.
     RemoveFragments(#[serde(with = "hex_list")] Vec<Vec<u8>>),
+    /// Remove the trusted-certificate entries with these aliases from a Java keystore, which
+    /// is read and written back with `password`.
+    RemoveKeystoreEntries { aliases: Vec<String>, password: String },
 }
 
 /// What kind of entry a create record makes.

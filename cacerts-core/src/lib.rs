@@ -63,6 +63,7 @@ pub mod installer;
 pub mod journal;
 pub mod plan;
 pub mod rootfs;
+pub mod stores;
 pub mod txn;
 
 pub use crate::error::{Error, Result};

@@ -3,9 +3,11 @@
 //! Installers (one per distribution family, per language runtime) only ever build a [`Plan`];
 //! [`crate::Transaction`] is the one place that turns it into journaled filesystem operations.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use crate::error::{Error, Result};
 use crate::journal::Undo;
+use crate::stores::keystore::Keystore;
 
 /// One change to the container filesystem. Paths are absolute, as the container sees them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +52,16 @@ pub enum Edit {
     /// Append these bytes; a newline is inserted first when the file does not end with one.
     /// Should the file change again later, uninstall takes out exactly the appended text.
     Append(Vec<u8>),
+    /// Add trusted-certificate entries to a Java keystore (JKS or PKCS#12, kept in its format),
+    /// skipping certificates it already holds. The store's integrity is checked with `password`
+    /// first: a corrupt store or a wrong password is an error and the file is left alone.
+    /// Uninstall removes exactly these aliases, even from a store the container rewrote since.
+    KeystoreAdd {
+        /// Alias and DER certificate of each entry.
+        entries: Vec<(String, Vec<u8>)>,
+        /// The store password (`changeit` for Java's trust stores).
+        password: String,
+    },
 }
 
 impl Change {
@@ -65,14 +77,19 @@ impl Change {
             }
             Change::EditFile { path, edit } => match edit {
                 Edit::Append(bytes) => format!("append {} bytes to {}", bytes.len(), path.display()),
+                Edit::KeystoreAdd { entries, .. } => {
+                    let aliases: Vec<&str> = entries.iter().map(|(a, _)| a.as_str()).collect();
+                    format!("add {} to keystore {}", aliases.join(", "), path.display())
+                }
             },
         }
     }
 }
 
 impl Edit {
-    /// The new contents for `original`, and how to take the change back out of a later version.
-    pub(crate) fn apply(&self, original: &[u8]) -> (Vec<u8>, Undo) {
+    /// The new contents for `original` (the file at `path`), and how to take the change back out
+    /// of a later version. Fails when the file cannot be changed as asked (a corrupt keystore).
+    pub(crate) fn apply(&self, path: &Path, original: &[u8]) -> Result<(Vec<u8>, Undo)> {
         match self {
             Edit::Append(extra) => {
                 let mut fragment = Vec::with_capacity(extra.len() + 1);
@@ -83,7 +100,33 @@ impl Edit {
                 let mut out = Vec::with_capacity(original.len() + fragment.len());
                 out.extend_from_slice(original);
                 out.extend_from_slice(&fragment);
-                (out, Undo::RemoveFragments(vec![fragment]))
+                Ok((out, Undo::RemoveFragments(vec![fragment])))
+            }
+            Edit::KeystoreAdd { entries, password } => {
+                let keystore_error = |e: crate::stores::keystore::KeystoreError| Error::Keystore {
+                    path: path.to_owned(),
+                    reason: e.0,
+                };
+                let mut store = Keystore::parse(original, password).map_err(keystore_error)?;
+                let mut added = Vec::new();
+                for (alias, der) in entries {
+                    if !store.contains_cert(der) {
+                        store.add_trusted(alias, der);
+                        added.push(alias.to_ascii_lowercase());
+                    }
+                }
+                let new = if added.is_empty() {
+                    original.to_vec()
+                } else {
+                    store.to_bytes(password).map_err(keystore_error)?
+                };
+                Ok((
+                    new,
+                    Undo::RemoveKeystoreEntries {
+                        aliases: added,
+                        password: password.clone(),
+                    },
+                ))
             }
         }
     }
@@ -122,6 +165,15 @@ impl Undo {
                     }
                 }
                 changed.then_some(out)
+            }
+            Undo::RemoveKeystoreEntries { aliases, password } => {
+                // A store we cannot read (rewritten with another password, corrupted) is left
+                // as it is.
+                let mut store = Keystore::parse(current, password).ok()?;
+                if aliases.is_empty() || store.remove_trusted(aliases) == 0 {
+                    return None;
+                }
+                store.to_bytes(password).ok()
             }
         }
     }
@@ -165,19 +217,65 @@ mod tests {
 
     #[test]
     fn append_adds_separator_and_reverts_exactly() {
-        let (new, undo) = Edit::Append(b"B\n".to_vec()).apply(b"A");
+        let (new, undo) = Edit::Append(b"B\n".to_vec()).apply(Path::new("/f"), b"A").unwrap();
         assert_eq!(new, b"A\nB\n");
         assert_eq!(undo.revert(&new).unwrap(), b"A");
-        let (new, undo) = Edit::Append(b"B\n".to_vec()).apply(b"A\n");
+        let (new, undo) = Edit::Append(b"B\n".to_vec()).apply(Path::new("/f"), b"A\n").unwrap();
         assert_eq!(new, b"A\nB\n");
         assert_eq!(undo.revert(&new).unwrap(), b"A\n");
     }
 
     #[test]
     fn revert_keeps_other_changes_and_finds_moved_fragments() {
-        let (_, undo) = Edit::Append(b"OURS\n".to_vec()).apply(b"A");
+        let (_, undo) = Edit::Append(b"OURS\n".to_vec()).apply(Path::new("/f"), b"A").unwrap();
         // The container regenerated the file: ours in the middle, without the separator.
         assert_eq!(undo.revert(b"X\nOURS\nY\n").unwrap(), b"X\nY\n");
         assert_eq!(undo.revert(b"nothing of ours\n"), None);
+    }
+
+    #[test]
+    fn keystore_add_reverts_by_alias_and_journals_additively() {
+        let mut image = Keystore::empty_jks();
+        image.add_trusted("image", b"image-cert");
+        let original = image.to_bytes("changeit").unwrap();
+        let edit = Edit::KeystoreAdd {
+            entries: vec![
+                ("cacerts-hook-a".into(), b"our-cert".to_vec()),
+                ("cacerts-hook-dup".into(), b"image-cert".to_vec()),
+            ],
+            password: "changeit".into(),
+        };
+        let (new, undo) = edit.apply(Path::new("/ks"), &original).unwrap();
+        // Already present under another alias: not added, not in the undo.
+        assert_eq!(
+            undo,
+            Undo::RemoveKeystoreEntries {
+                aliases: vec!["cacerts-hook-a".into()],
+                password: "changeit".into()
+            }
+        );
+        let json = serde_json::to_string(&undo).unwrap();
+        assert_eq!(
+            json,
+            r#"{"remove_keystore_entries":{"aliases":["cacerts-hook-a"],"password":"changeit"}}"#
+        );
+        assert_eq!(serde_json::from_str::<Undo>(&json).unwrap(), undo);
+
+        assert_eq!(undo.revert(&new).unwrap(), original, "JKS entries keep their bytes");
+        assert_eq!(undo.revert(&original), None);
+        assert_eq!(undo.revert(b"not a keystore"), None);
+        // A corrupt store or a wrong password is an error naming the file.
+        let e = edit
+            .apply(Path::new("/ks"), &original[..original.len() - 1])
+            .unwrap_err();
+        assert!(e.to_string().contains("/ks"), "{e}");
+        let wrong = Edit::KeystoreAdd {
+            entries: vec![],
+            password: "other".into(),
+        };
+        assert!(matches!(
+            wrong.apply(Path::new("/ks"), &original),
+            Err(Error::Keystore { .. })
+        ));
     }
 }

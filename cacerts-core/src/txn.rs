@@ -301,7 +301,7 @@ impl Tx<'_> {
         let dir = self.root.dir(dir_path)?;
         let path = dir_path.join(name);
         let (bytes, meta, xattrs) = dir.read(name, self.root.read_limit())?;
-        let (new, undo) = edit.apply(&bytes);
+        let (new, undo) = edit.apply(&path, &bytes)?;
         self.touch(&dir)?;
         let id = self.id();
         let temp = temp_name();
