@@ -357,6 +357,13 @@ impl DirHandle {
         Ok((bytes, meta, xattrs))
     }
 
+    /// The target of the symlink `name` in this directory.
+    pub fn read_link(&self, name: &OsStr) -> Result<PathBuf> {
+        let t = rustix::fs::readlinkat(&self.fd, name, Vec::new())
+            .map_err(|e| Error::io("readlink", self.child(name), e))?;
+        Ok(PathBuf::from(OsStr::from_bytes(t.as_bytes())))
+    }
+
     /// The directory's own extended attributes.
     pub fn xattrs(&self) -> Result<Xattrs> {
         let fd = self.reopen_rdonly()?;
