@@ -506,3 +506,41 @@ fn installing_twice_with_the_same_journal_is_installing_once() {
     fx.uninstall();
     before.assert_same(&fx.snapshot(), "after uninstall");
 }
+
+#[test]
+fn created_file_changed_in_place_by_the_container_is_kept() {
+    let fx = Fx::new(&debian_tree());
+    let crt = "usr/local/share/ca-certificates/corp.crt";
+    fx.install(&create_plan(&format!("/{crt}")));
+    // Same inode, the container's contents.
+    std::fs::write(fx.path(crt), THEIR_PEM).unwrap();
+    let report = fx.uninstall();
+    assert_eq!(std::fs::read_to_string(fx.path(crt)).unwrap(), THEIR_PEM);
+    assert!(
+        kept_paths(&report).contains(&Path::new(&format!("/{crt}"))),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn created_directory_deleted_and_recreated_by_the_container_is_kept() {
+    let mut reused = 0;
+    for _ in 0..20 {
+        let fx = Fx::new(&[Node::dir("opt")]);
+        let mut plan = Plan::new();
+        plan.push(Change::CreateDir {
+            path: "/opt/corp".into(),
+        });
+        fx.install(&plan);
+        let ino = std::fs::symlink_metadata(fx.path("opt/corp")).unwrap().ino();
+        std::fs::remove_dir(fx.path("opt/corp")).unwrap();
+        std::fs::create_dir(fx.path("opt/corp")).unwrap();
+        reused += usize::from(std::fs::symlink_metadata(fx.path("opt/corp")).unwrap().ino() == ino);
+        let report = fx.uninstall();
+        assert!(
+            fx.path("opt/corp").is_dir(),
+            "the container's directory was removed: {report:?}"
+        );
+    }
+    eprintln!("directory inode numbers handed on: {reused} of 20");
+}
