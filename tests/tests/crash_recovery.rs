@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use cacerts_core::failpoint::{arm, disarm};
-use cacerts_core::{install, uninstall, Change, ContainerRoot, Edit, Error, Options, Plan, Report, Result};
+use cacerts_core::{install, uninstall, Backend, Change, ContainerRoot, Edit, Error, Options, Plan, Report, Result};
 use cacerts_testkit::{age, build, Node, Snapshot};
 
 const PEM_A: &[u8] = b"-----BEGIN CERTIFICATE-----\nCORP-ROOT-A\n-----END CERTIFICATE-----\n";
@@ -75,10 +75,18 @@ struct Fixture {
     state: PathBuf,
     journal: PathBuf,
     before: Snapshot,
+    backend: Backend,
 }
+
+/// The every-point loops run with both ways of resolving paths.
+const BACKENDS: [Backend; 2] = [Backend::Openat2, Backend::Walk];
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with(Backend::Openat2)
+    }
+
+    fn with(backend: Backend) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let rootfs = tmp.path().join("rootfs");
         std::fs::create_dir(&rootfs).unwrap();
@@ -92,12 +100,13 @@ impl Fixture {
             state,
             journal,
             before,
+            backend,
             _tmp: tmp,
         }
     }
 
     fn root(&self) -> ContainerRoot {
-        ContainerRoot::open(&self.rootfs).unwrap()
+        ContainerRoot::open_with_backend(&self.rootfs, self.backend).unwrap()
     }
 
     fn install(&self) -> Result<Report> {
@@ -251,77 +260,91 @@ fn the_installed_tree_is_what_the_plan_says() {
 #[test]
 fn install_killed_at_every_point_is_recovered_by_uninstall() {
     let count = install_points();
-    for n in 1..=count {
-        let fx = Fixture::new();
-        assert!(crash_at(n, || fx.install()), "install did not reach mutation point {n}");
-        let report = fx
-            .uninstall()
-            .unwrap_or_else(|e| panic!("recovery after a crash at point {n}: {e}"));
-        assert!(report.kept.is_empty(), "crash at {n}: recovery kept {:?}", report.kept);
-        fx.assert_clean(&format!("install crashed at mutation point {n}, then uninstall"));
-        // And the recovery is final: another uninstall has nothing to do.
-        assert!(fx.uninstall().unwrap().is_empty());
+    for backend in BACKENDS {
+        for n in 1..=count {
+            let fx = Fixture::with(backend);
+            assert!(crash_at(n, || fx.install()), "install did not reach mutation point {n}");
+            let report = fx
+                .uninstall()
+                .unwrap_or_else(|e| panic!("recovery after a crash at point {n}: {e}"));
+            assert!(report.kept.is_empty(), "crash at {n}: recovery kept {:?}", report.kept);
+            fx.assert_clean(&format!(
+                "{backend:?}: install crashed at mutation point {n}, then uninstall"
+            ));
+            // And the recovery is final: another uninstall has nothing to do.
+            assert!(fx.uninstall().unwrap().is_empty());
+        }
     }
 }
 
 #[test]
 fn install_failing_at_every_point_rolls_itself_back() {
     let count = install_points();
-    for n in 1..=count {
-        let fx = Fixture::new();
-        arm(n, false);
-        let result = fx.install();
-        disarm();
-        match result {
-            Err(Error::Injected(at)) => assert_eq!(at, n),
-            other => panic!("install failing at point {n} returned {other:?}"),
+    for backend in BACKENDS {
+        for n in 1..=count {
+            let fx = Fixture::with(backend);
+            arm(n, false);
+            let result = fx.install();
+            disarm();
+            match result {
+                Err(Error::Injected(at)) => assert_eq!(at, n),
+                other => panic!("install failing at point {n} returned {other:?}"),
+            }
+            fx.assert_clean(&format!("{backend:?}: install failed at mutation point {n}"));
         }
-        fx.assert_clean(&format!("install failed at mutation point {n}"));
     }
 }
 
 #[test]
 fn uninstall_killed_at_every_point_is_finished_by_the_next_uninstall() {
     let count = uninstall_points();
-    for n in 1..=count {
-        let fx = Fixture::new();
-        fx.install().unwrap();
-        assert!(
-            crash_at(n, || fx.uninstall()),
-            "uninstall did not reach mutation point {n}"
-        );
-        assert!(
-            fx.journal.exists(),
-            "crash at {n}: the journal went before the work was done"
-        );
-        let report = fx
-            .uninstall()
-            .unwrap_or_else(|e| panic!("second uninstall after a crash at point {n}: {e}"));
-        assert!(report.kept.is_empty(), "crash at {n}: kept {:?}", report.kept);
-        fx.assert_clean(&format!("uninstall crashed at mutation point {n}, then uninstall"));
+    for backend in BACKENDS {
+        for n in 1..=count {
+            let fx = Fixture::with(backend);
+            fx.install().unwrap();
+            assert!(
+                crash_at(n, || fx.uninstall()),
+                "uninstall did not reach mutation point {n}"
+            );
+            assert!(
+                fx.journal.exists(),
+                "crash at {n}: the journal went before the work was done"
+            );
+            let report = fx
+                .uninstall()
+                .unwrap_or_else(|e| panic!("second uninstall after a crash at point {n}: {e}"));
+            assert!(report.kept.is_empty(), "crash at {n}: kept {:?}", report.kept);
+            fx.assert_clean(&format!(
+                "{backend:?}: uninstall crashed at mutation point {n}, then uninstall"
+            ));
+        }
     }
 }
 
 #[test]
 fn uninstall_failing_at_every_point_is_finished_by_the_next_uninstall() {
     let count = uninstall_points();
-    for n in 1..=count {
-        let fx = Fixture::new();
-        fx.install().unwrap();
-        arm(n, false);
-        let result = fx.uninstall();
-        disarm();
-        assert!(
-            matches!(result, Err(Error::Injected(at)) if at == n),
-            "uninstall failing at point {n} returned {result:?}"
-        );
-        assert!(
-            fx.journal.exists(),
-            "failure at {n}: the journal went before the work was done"
-        );
-        fx.uninstall()
-            .unwrap_or_else(|e| panic!("second uninstall after a failure at point {n}: {e}"));
-        fx.assert_clean(&format!("uninstall failed at mutation point {n}, then uninstall"));
+    for backend in BACKENDS {
+        for n in 1..=count {
+            let fx = Fixture::with(backend);
+            fx.install().unwrap();
+            arm(n, false);
+            let result = fx.uninstall();
+            disarm();
+            assert!(
+                matches!(result, Err(Error::Injected(at)) if at == n),
+                "uninstall failing at point {n} returned {result:?}"
+            );
+            assert!(
+                fx.journal.exists(),
+                "failure at {n}: the journal went before the work was done"
+            );
+            fx.uninstall()
+                .unwrap_or_else(|e| panic!("second uninstall after a failure at point {n}: {e}"));
+            fx.assert_clean(&format!(
+                "{backend:?}: uninstall failed at mutation point {n}, then uninstall"
+            ));
+        }
     }
 }
 
