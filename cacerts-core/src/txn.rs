@@ -454,6 +454,19 @@ impl Undoer<'_> {
         Ok(())
     }
 
+    /// Whether an entry with our inode still holds what we wrote. The inode number alone is not
+    /// enough: once the container deletes our file, the file system may hand the same number to
+    /// the file it creates next.
+    fn still_as_made(&self, dir: &DirHandle, name: &OsStr, entry: &NewEntry) -> Result<bool> {
+        match entry {
+            NewEntry::File { sha256 } => {
+                let (bytes, _, _) = dir.read(name, self.root.read_limit())?;
+                Ok(sha256_hex(&bytes) == *sha256)
+            }
+            NewEntry::Symlink { target } => Ok(dir.read_link(name)? == *target),
+        }
+    }
+
     fn undo_mkdir(&mut self, id: u32, path: &Path) -> Result<()> {
         let Some((dir, name)) = self.parent(path)? else {
             return Ok(());
@@ -479,7 +492,7 @@ impl Undoer<'_> {
         Ok(())
     }
 
-    fn undo_create(&mut self, id: u32, path: &Path, temp: &str, _entry: &NewEntry) -> Result<()> {
+    fn undo_create(&mut self, id: u32, path: &Path, temp: &str, entry: &NewEntry) -> Result<()> {
         let Some((dir, name)) = self.parent(path)? else {
             return Ok(());
         };
@@ -490,12 +503,16 @@ impl Undoer<'_> {
         }
         match dir.lstat(&name)? {
             None => {}
-            Some(m) if self.is_ours(id, &m) => {
+            Some(m) if self.is_ours(id, &m) && self.still_as_made(&dir, &name, entry)? => {
                 let removed = dir.remove_if(&name, |now| now.identity() == m.identity())?;
                 if removed {
                     self.report.removed.push(path.to_owned());
                 }
             }
+            Some(m) if self.is_ours(id, &m) => self.report.kept.push((
+                path.to_owned(),
+                "contents changed by the container since install; left as is".into(),
+            )),
             Some(_) => self.report.kept.push((
                 path.to_owned(),
                 "replaced by the container since install; left as is".into(),

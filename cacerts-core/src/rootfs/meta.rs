@@ -1,6 +1,9 @@
 //! File metadata as the journal and the uninstaller need it.
 
-use rustix::fs::{FileType, Stat, Timespec};
+use std::ffi::OsStr;
+use std::os::fd::BorrowedFd;
+
+use rustix::fs::{AtFlags, FileType, Stat, StatxFlags, Timespec};
 use serde::{Deserialize, Serialize};
 
 /// The type of a filesystem entry.
@@ -82,15 +85,37 @@ pub struct Identity {
     pub dev: u64,
     /// Inode number.
     pub ino: u64,
+    /// Birth time, where the file system records one: an inode number freed by a deletion is
+    /// readily given to the next entry created, the birth time tells the two apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub born: Option<Time>,
 }
 
 impl Identity {
     /// Whether `meta` is this entry. `same_mount` is false when the root was mounted again since
     /// the identity was recorded (overlay filesystems get a new device number on every mount);
-    /// then only type and inode are compared.
+    /// then only type, inode and birth time are compared. Birth times are compared when both
+    /// sides have one.
     pub fn matches(&self, meta: &Meta, same_mount: bool) -> bool {
-        self.kind == meta.kind && self.ino == meta.ino && (!same_mount || self.dev == meta.dev)
+        self.kind == meta.kind
+            && self.ino == meta.ino
+            && (!same_mount || self.dev == meta.dev)
+            && (self.born.is_none() || meta.born.is_none() || self.born == meta.born)
     }
+}
+
+/// The birth time of `name` in `dir` (of `dir` itself when `name` is empty), not following a
+/// final symlink; `None` where the kernel or the file system does not report one.
+pub(crate) fn birth_time(dir: BorrowedFd<'_>, name: &OsStr) -> Option<Time> {
+    let mut flags = AtFlags::SYMLINK_NOFOLLOW;
+    if name.is_empty() {
+        flags |= AtFlags::EMPTY_PATH;
+    }
+    let st = rustix::fs::statx(dir, name, flags, StatxFlags::BTIME).ok()?;
+    (st.stx_mask & StatxFlags::BTIME.bits() != 0).then_some(Time {
+        sec: st.stx_btime.tv_sec,
+        nsec: i64::from(st.stx_btime.tv_nsec),
+    })
 }
 
 /// Metadata of one entry, from `fstat`/`fstatat` (never following a final symlink unless asked).
@@ -118,6 +143,8 @@ pub struct Meta {
     pub atime: Time,
     /// Last modification.
     pub mtime: Time,
+    /// Birth time, where known (see [`Identity::born`]).
+    pub born: Option<Time>,
 }
 
 impl Meta {
@@ -142,6 +169,7 @@ impl Meta {
                 sec: st.st_mtime as i64,
                 nsec: st.st_mtime_nsec as i64,
             },
+            born: None,
         }
     }
 
@@ -151,6 +179,7 @@ impl Meta {
             kind: self.kind,
             dev: self.dev,
             ino: self.ino,
+            born: self.born,
         }
     }
 }

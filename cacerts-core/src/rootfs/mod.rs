@@ -25,6 +25,7 @@ use rustix::fs::{
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 
+use self::meta::birth_time;
 pub use self::meta::{FileKind, Identity, Meta, Time};
 pub use self::walk::Backend;
 use crate::error::{Error, Result};
@@ -279,7 +280,7 @@ fn read_regular(
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
     let fd = openat(parent, name, flags, Mode::empty()).map_err(|e| Error::io("open", display, e))?;
     let now = Meta::from_stat(&fstat(&fd).map_err(|e| Error::io("stat", display, e))?);
-    if now.identity() != expected.identity() {
+    if !expected.identity().matches(&now, true) {
         return Err(Error::unsafe_tree(
             display,
             "the file was replaced while it was being opened",
@@ -339,7 +340,10 @@ impl DirHandle {
     /// Metadata of `name` in this directory, not following symlinks.
     pub fn lstat(&self, name: &OsStr) -> Result<Option<Meta>> {
         match statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => Ok(Some(Meta::from_stat(&st))),
+            Ok(st) => Ok(Some(Meta {
+                born: birth_time(self.fd.as_fd(), name),
+                ..Meta::from_stat(&st)
+            })),
             Err(Errno::NOENT) => Ok(None),
             Err(e) => Err(Error::io("stat", self.child(name), e)),
         }
@@ -355,6 +359,13 @@ impl DirHandle {
         let (bytes, fd) = read_regular(self.fd.as_fd(), name, &meta, &display, limit)?;
         let xattrs = read_xattrs(fd.as_fd(), &display)?;
         Ok((bytes, meta, xattrs))
+    }
+
+    /// The target of the symlink `name` in this directory.
+    pub fn read_link(&self, name: &OsStr) -> Result<PathBuf> {
+        let t = rustix::fs::readlinkat(&self.fd, name, Vec::new())
+            .map_err(|e| Error::io("readlink", self.child(name), e))?;
+        Ok(PathBuf::from(OsStr::from_bytes(t.as_bytes())))
     }
 
     /// The directory's own extended attributes.
@@ -401,9 +412,10 @@ impl DirHandle {
         if durable {
             rustix::fs::fsync(&file).map_err(|e| Error::io("fsync", &display, e))?;
         }
-        Ok(Meta::from_stat(
-            &fstat(&file).map_err(|e| Error::io("stat", &display, e))?,
-        ))
+        Ok(Meta {
+            born: birth_time(file.as_fd(), OsStr::new("")),
+            ..Meta::from_stat(&fstat(&file).map_err(|e| Error::io("stat", &display, e))?)
+        })
     }
 
     /// Creates the symlink `name` pointing at `target`, owned as `attrs` says.
@@ -442,9 +454,10 @@ impl DirHandle {
         )
         .map_err(|e| Error::io("open directory", &display, e))?;
         apply_attrs(fd.as_fd(), attrs, &display)?;
-        Ok(Meta::from_stat(
-            &fstat(&fd).map_err(|e| Error::io("stat", &display, e))?,
-        ))
+        Ok(Meta {
+            born: birth_time(fd.as_fd(), OsStr::new("")),
+            ..Meta::from_stat(&fstat(&fd).map_err(|e| Error::io("stat", &display, e))?)
+        })
     }
 
     /// Renames `from` to `to` within this directory. With `noreplace`, fails if `to` exists.
