@@ -139,7 +139,13 @@ const CORRUPT_HINT: &str = "the changes it records cannot be undone automaticall
 impl Journal {
     /// Reads a journal; `Ok(None)` if there is none at `path`.
     pub fn read(path: &Path) -> Result<Option<Journal>> {
-        let file = match File::open(path) {
+        // O_NONBLOCK: a FIFO put at the journal path must not make us wait; the type check
+        // below then refuses it.
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_cloexec() | rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(path)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {

@@ -373,3 +373,33 @@ fn a_torn_last_line_is_tolerated() {
     fx.original
         .assert_same(&Snapshot::take(&fx.rootfs), "install over a torn journal");
 }
+
+#[test]
+fn a_fifo_at_the_journal_path_is_refused_without_waiting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir(&rootfs).unwrap();
+    let journal = tmp.path().join("journal.fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &journal,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let root = cacerts_core::ContainerRoot::open(&rootfs).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(
+            cacerts_core::uninstall(&root, &journal)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        );
+    });
+    let result = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("uninstall must not block on a FIFO journal");
+    let err = result.unwrap_err();
+    assert!(err.contains("not a regular file"), "{err}");
+}
