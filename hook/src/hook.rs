@@ -138,6 +138,9 @@ fn create_runtime(config: &Config, state: &State, out: &SharedOutcome) -> Result
     });
 
     let root = ContainerRoot::open(&rootfs)?;
+    let journal = journal_path(&config.state_dir, &state.id);
+    let recovered = recover(&root, &journal)?;
+    set(out, |o| o.recovered = recovered);
     let mut settings = Settings::default();
     settings.create_store_when_none = config.create_store_when_none;
     settings.env = spec.process.as_ref().and_then(|p| p.env.clone()).unwrap_or_default();
@@ -146,7 +149,6 @@ fn create_runtime(config: &Config, state: &State, out: &SharedOutcome) -> Result
     let (plan, dropped) = drop_covered_by_mounts(&root, plan, &mount_destinations(&spec));
     set(out, |o| o.dropped = dropped.len());
 
-    let journal = journal_path(&config.state_dir, &state.id);
     let record = record_path(&config.state_dir, &state.id);
     if !plan.is_empty() {
         write_record(
@@ -161,7 +163,7 @@ fn create_runtime(config: &Config, state: &State, out: &SharedOutcome) -> Result
     let report = install(&root, &plan, &journal, &Options::default())?;
     set(out, |o| {
         o.changes = report.created.len() + report.edited.len();
-        o.recovered = report.recovered;
+        o.recovered |= report.recovered;
     });
     if !journal.exists() {
         remove_if_exists(&record)?;
@@ -189,6 +191,18 @@ fn poststop(config: &Config, id: &str, out: &SharedOutcome) -> Result<()> {
         }),
     }
     remove_if_exists(&record_path(&config.state_dir, id))
+}
+
+/// Rolls back a journal an earlier run left for this root (a restart without poststop, or a
+/// crash), before anything is planned: a plan made on the tree with our earlier changes still in
+/// it would find the certificates present and plan nothing, and the install's own recovery would
+/// then leave the container without them. Returns whether there was such a journal.
+pub fn recover(root: &ContainerRoot, journal: &Path) -> Result<bool> {
+    if journal::recorded_rootfs(journal)?.is_none() {
+        return Ok(false);
+    }
+    uninstall(root, journal)?;
+    Ok(true)
 }
 
 /// Undoes the journal at `path` on the rootfs it records, or discards it when that rootfs no

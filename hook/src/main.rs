@@ -150,6 +150,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 bail!("no usable CA certificate in the given --certs");
             }
             let root = ContainerRoot::open(rootfs)?;
+            if hook::recover(&root, journal)? {
+                println!("rolled back the earlier install recorded in {}", journal.display());
+            }
             let mut settings = Settings::default();
             settings.create_store_when_none = config.create_store_when_none;
             settings.env = env.clone();
