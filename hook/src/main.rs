@@ -13,6 +13,7 @@ mod oci;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,24 @@ fn hook_main(cli: &Cli, stage: Stage) -> ExitCode {
         Err(e) => (Config::default(), Some(e)),
     };
     let logger = Logger::new(config.log.clone());
+    // A bug must not turn into a failed container start under on_error=continue, with or
+    // without unwinding (release builds abort on panic): log it and exit from the panic hook.
+    let panic_logger = logger.clone();
+    let on_error = config.on_error;
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = format!("internal error: {info}");
+        panic_logger.line(
+            Level::Error,
+            &format!("stage={} result=error error={}", stage.name(), quote(&msg)),
+        );
+        std::process::exit(match on_error {
+            OnError::Continue => 0,
+            OnError::Fail => {
+                eprintln!("cacerts-hook: error: {msg}");
+                i32::from(EXIT_ERROR)
+            }
+        });
+    }));
     let outcome: hook::SharedOutcome = Arc::new(Mutex::new(Outcome::default()));
 
     let result = match config_error {
@@ -85,7 +104,8 @@ fn hook_main(cli: &Cli, stage: Stage) -> ExitCode {
             });
             match rx.recv_timeout(HOOK_DEADLINE) {
                 Ok(r) => r,
-                Err(_) => Err(anyhow!(
+                Err(RecvTimeoutError::Disconnected) => Err(anyhow!("internal error: the worker stopped")),
+                Err(RecvTimeoutError::Timeout) => Err(anyhow!(
                     "gave up after {} s; a journal left behind is rolled back by the next run or by gc",
                     HOOK_DEADLINE.as_secs()
                 )),
