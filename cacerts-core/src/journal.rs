@@ -233,6 +233,22 @@ impl Journal {
     }
 }
 
+/// The canonical host path of the root filesystem the journal at `path` was written for;
+/// `Ok(None)` when there is no journal there. For deciding whether its container still exists.
+pub fn recorded_rootfs(path: &Path) -> Result<Option<PathBuf>> {
+    Ok(Journal::read(path)?.map(|j| j.header.rootfs))
+}
+
+/// Deletes the journal at `path` and its backups without undoing anything. Only for a journal
+/// whose root filesystem no longer exists, so that there is nothing left to undo. No journal is a
+/// no-op.
+pub fn discard(path: &Path) -> Result<()> {
+    match Journal::read(path)? {
+        None => Ok(()),
+        Some(j) => Journal::delete(path, &j.records),
+    }
+}
+
 fn remove_if_exists(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),

@@ -1,2 +1,286 @@
-//! `cacerts-hook`: placeholder entry point, replaced by the CLI.
-fn main() {}
+//! `cacerts-hook`: a thin shell over `cacerts-core`.
+//!
+//! argv -> configuration -> logging -> one library call -> exit code. See `docs/hook.md`.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+mod config;
+mod gc;
+mod hook;
+mod log;
+mod oci;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use cacerts_core::installer::{self, Settings};
+use cacerts_core::{install, uninstall, ContainerRoot, Options, Report};
+use clap::Parser;
+use serde_json::json;
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, OnError};
+use crate::hook::{Outcome, Stage};
+use crate::log::{quote, Level, Logger};
+
+/// The most a hook invocation may take before it gives up (runtimes have no default timeout).
+const HOOK_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Exit code of an error.
+const EXIT_ERROR: u8 = 1;
+/// Exit code of a usage error.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::CreateRuntime => hook_main(&cli, Stage::CreateRuntime),
+        Command::Poststop => hook_main(&cli, Stage::Poststop),
+        _ => match run(&cli) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("cacerts-hook: error: {e:#}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        },
+    }
+}
+
+/// Hook mode: never blocks past the deadline, logs one line, and exits 0 unless
+/// `on_error = "fail"`.
+fn hook_main(cli: &Cli, stage: Stage) -> ExitCode {
+    let start = Instant::now();
+    let (config, config_error) = match Config::load(&cli.config_path()) {
+        Ok(c) => (c, None),
+        // The configuration is unreadable, so its on_error is unknown: behave as the default
+        // (continue), so that a broken file never stops every container on the host.
+        Err(e) => (Config::default(), Some(e)),
+    };
+    let logger = Logger::new(config.log.clone());
+    // A bug must not turn into a failed container start under on_error=continue, with or
+    // without unwinding (release builds abort on panic): log it and exit from the panic hook.
+    let panic_logger = logger.clone();
+    let on_error = config.on_error;
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = format!("internal error: {info}");
+        panic_logger.line(
+            Level::Error,
+            &format!("stage={} result=error error={}", stage.name(), quote(&msg)),
+        );
+        std::process::exit(match on_error {
+            OnError::Continue => 0,
+            OnError::Fail => {
+                eprintln!("cacerts-hook: error: {msg}");
+                i32::from(EXIT_ERROR)
+            }
+        });
+    }));
+    let outcome: hook::SharedOutcome = Arc::new(Mutex::new(Outcome::default()));
+
+    let result = match config_error {
+        Some(e) => Err(e),
+        None => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let worker_config = config.clone();
+            let worker_outcome = Arc::clone(&outcome);
+            std::thread::spawn(move || {
+                let r = hook::run(stage, &worker_config, std::io::stdin(), &worker_outcome);
+                let _ = tx.send(r);
+            });
+            match rx.recv_timeout(HOOK_DEADLINE) {
+                Ok(r) => r,
+                Err(RecvTimeoutError::Disconnected) => Err(anyhow!("internal error: the worker stopped")),
+                Err(RecvTimeoutError::Timeout) => Err(anyhow!(
+                    "gave up after {} s; a journal left behind is rolled back by the next run or by gc",
+                    HOOK_DEADLINE.as_secs()
+                )),
+            }
+        }
+    };
+
+    let o = outcome.lock().map(|o| o.clone()).unwrap_or_default();
+    let mut line = format!(
+        "stage={} id={} family={} certs={} changes={} dropped={} recovered={} duration_ms={}",
+        stage.name(),
+        quote(o.id.as_deref().unwrap_or("-")),
+        o.family.as_deref().unwrap_or("-"),
+        o.certs,
+        o.changes,
+        o.dropped,
+        o.recovered,
+        start.elapsed().as_millis(),
+    );
+    if !o.skipped.is_empty() {
+        line.push_str(&format!(" skipped_certs={}", quote(&o.skipped.join("; "))));
+    }
+    if let Some(note) = o.note {
+        line.push_str(&format!(" note={}", quote(note)));
+    }
+    match result {
+        Ok(()) => {
+            line.push_str(" result=ok");
+            logger.line(Level::Info, &line);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            line.push_str(&format!(" result=error error={}", quote(&format!("{e:#}"))));
+            logger.line(Level::Error, &line);
+            match config.on_error {
+                OnError::Continue => ExitCode::SUCCESS,
+                OnError::Fail => {
+                    eprintln!("cacerts-hook: error: {e:#}");
+                    ExitCode::from(EXIT_ERROR)
+                }
+            }
+        }
+    }
+}
+
+/// The operator's subcommands.
+fn run(cli: &Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::CreateRuntime | Command::Poststop => unreachable!("handled by hook_main"),
+        Command::Install {
+            rootfs,
+            certs,
+            journal,
+            env,
+        } => {
+            let config = Config::load(&cli.config_path())?;
+            let loaded = cacerts_core::certs::load(certs);
+            for s in &loaded.skipped {
+                eprintln!("cacerts-hook: warning: skipped {}: {}", s.source.display(), s.reason);
+            }
+            if loaded.certs.is_empty() {
+                bail!("no usable CA certificate in the given --certs");
+            }
+            let root = ContainerRoot::open(rootfs)?;
+            if hook::recover(&root, journal)? {
+                println!("rolled back the earlier install recorded in {}", journal.display());
+            }
+            let mut settings = Settings::default();
+            settings.create_store_when_none = config.create_store_when_none;
+            settings.env = env.clone();
+            let (detection, plan) = installer::plan(&root, &loaded.certs, &settings)?;
+            let report = install(&root, &plan, journal, &Options::default())?;
+            println!("family {}", hook::family_name(&detection.family));
+            print_report(&report);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Uninstall { rootfs, journal } => {
+            let root = ContainerRoot::open(rootfs)?;
+            let report = uninstall(&root, journal)?;
+            print_report(&report);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Detect { rootfs, certs } => {
+            let config = Config::load(&cli.config_path())?;
+            let inputs: Vec<PathBuf> = if certs.is_empty() {
+                config.certs.clone()
+            } else {
+                certs.clone()
+            };
+            let loaded = cacerts_core::certs::load(&inputs);
+            let root = ContainerRoot::open(rootfs)?;
+            let mut settings = Settings::default();
+            settings.create_store_when_none = config.create_store_when_none;
+            let (d, plan) = installer::plan(&root, &loaded.certs, &settings)?;
+            let out = json!({
+                "family": hook::family_name(&d.family),
+                "id": d.id,
+                "version": d.version,
+                "stores": d.stores,
+                "certs": loaded.certs.iter().map(|c| json!({
+                    "name": c.name, "subject": c.subject, "source": c.source,
+                })).collect::<Vec<_>>(),
+                "skipped": loaded.skipped.iter().map(|s| json!({
+                    "source": s.source, "reason": s.reason,
+                })).collect::<Vec<_>>(),
+                "changes": plan.changes.iter().map(|c| c.summary()).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gc => {
+            let config = Config::load(&cli.config_path())?;
+            let logger = Logger::new(config.log.clone());
+            let summary = gc::run(&config.state_dir, &mut std::io::stdout())?;
+            let level = if summary.errors.is_empty() {
+                Level::Info
+            } else {
+                Level::Error
+            };
+            logger.line(
+                level,
+                &format!(
+                    "stage=gc collected={} kept={} errors={}",
+                    summary.collected,
+                    summary.kept,
+                    summary.errors.len()
+                ),
+            );
+            if summary.errors.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                bail!("{} journal(s) could not be collected", summary.errors.len())
+            }
+        }
+        Command::Cdi { hook_path } => {
+            let args_for = |stage: &str| {
+                let mut args = vec![hook_path.display().to_string()];
+                if let Some(c) = &cli.config {
+                    args.push("--config".into());
+                    args.push(c.display().to_string());
+                }
+                args.push(stage.to_owned());
+                args
+            };
+            let hooks: Vec<_> = ["createRuntime", "poststop"]
+                .iter()
+                .map(|stage| json!({"hookName": stage, "path": hook_path, "args": args_for(stage)}))
+                .collect();
+            let spec = json!({
+                "cdiVersion": "0.6.0",
+                "kind": "cacerts-hook.dev/ca",
+                "devices": [{"name": "default", "containerEdits": {"hooks": hooks}}],
+            });
+            println!("{}", serde_json::to_string_pretty(&spec)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_report(r: &Report) {
+    if r.recovered {
+        println!("recovered a journal left by an earlier run");
+    }
+    for (word, list) in [
+        ("created", &r.created),
+        ("edited", &r.edited),
+        ("removed", &r.removed),
+        ("restored", &r.restored),
+        ("stripped", &r.stripped),
+    ] {
+        for p in list {
+            println!("{word} {}", p.display());
+        }
+    }
+    for (p, why) in &r.kept {
+        println!("kept {}: {why}", p.display());
+    }
+}

@@ -1,0 +1,342 @@
+//! Hook mode: the two OCI stages.
+//!
+//! `createRuntime` reads the state and the bundle's `config.json`, plans the install for the
+//! rootfs, drops what a mount covers, records the bundle beside the journal (for `gc`) and
+//! installs. `poststop` needs only the container id: the journal records the rootfs.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use cacerts_core::installer::{self, Settings};
+use cacerts_core::{install, journal, uninstall, Change, ContainerRoot, Options, Plan, Report};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, OPT_OUT_ANNOTATION};
+use crate::oci::{self, normalize_in_root, Spec, State};
+
+/// How long the runtime gets to write the state and close our stdin.
+pub const STDIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The two stages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// `createRuntime` (or the deprecated `prestart`).
+    CreateRuntime,
+    /// `poststop`.
+    Poststop,
+}
+
+impl Stage {
+    /// The stage's name in the OCI spec.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::CreateRuntime => "createRuntime",
+            Stage::Poststop => "poststop",
+        }
+    }
+}
+
+/// What an invocation did, for its log line; filled in as it goes, so that a deadline or an
+/// error still logs what was known.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Container id.
+    pub id: Option<String>,
+    /// Detected family.
+    pub family: Option<String>,
+    /// Certificates loaded.
+    pub certs: usize,
+    /// Inputs skipped while loading certificates, with the reason.
+    pub skipped: Vec<String>,
+    /// Changes applied (createRuntime) or undone (poststop).
+    pub changes: usize,
+    /// Planned changes dropped because a mount covers them.
+    pub dropped: usize,
+    /// Whether a journal left by an earlier run was rolled back first.
+    pub recovered: bool,
+    /// Why nothing was done, when nothing was.
+    pub note: Option<&'static str>,
+}
+
+/// Shared outcome between the worker and the thread that enforces the deadline.
+pub type SharedOutcome = Arc<Mutex<Outcome>>;
+
+fn set(out: &SharedOutcome, f: impl FnOnce(&mut Outcome)) {
+    if let Ok(mut o) = out.lock() {
+        f(&mut o);
+    }
+}
+
+/// Runs one stage, reading the state from `stdin`.
+pub fn run<R: std::io::Read + Send + 'static>(
+    stage: Stage,
+    config: &Config,
+    stdin: R,
+    out: &SharedOutcome,
+) -> Result<()> {
+    let bytes = oci::read_with_timeout(stdin, oci::MAX_STATE, STDIN_TIMEOUT)?;
+    let state = oci::parse_state(&bytes)?;
+    set(out, |o| o.id = Some(state.id.clone()));
+    match stage {
+        Stage::CreateRuntime => create_runtime(config, &state, out),
+        Stage::Poststop => poststop(config, &state.id, out),
+    }
+}
+
+/// Journal path of container `id` (which must be valid).
+pub fn journal_path(state_dir: &Path, id: &str) -> PathBuf {
+    state_dir.join(format!("{id}.journal"))
+}
+
+/// Bundle record path of container `id` (which must be valid).
+pub fn record_path(state_dir: &Path, id: &str) -> PathBuf {
+    state_dir.join(format!("{id}.json"))
+}
+
+/// What is recorded beside a journal so that `gc` can tell whether its container still exists.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BundleRecord {
+    /// Container id.
+    pub id: String,
+    /// The bundle directory.
+    pub bundle: PathBuf,
+    /// The rootfs.
+    pub rootfs: PathBuf,
+}
+
+fn create_runtime(config: &Config, state: &State, out: &SharedOutcome) -> Result<()> {
+    let bundle = state
+        .bundle
+        .as_deref()
+        .ok_or_else(|| anyhow!("the container state has no bundle"))?;
+    if !bundle.is_absolute() {
+        bail!("bundle {} is not an absolute path", bundle.display());
+    }
+    let spec = oci::read_spec(bundle)?;
+    if opted_out(state.annotations.as_ref()) || opted_out(spec.annotations.as_ref()) {
+        set(out, |o| o.note = Some("skipped: annotation cacerts-hook.dev/skip=true"));
+        return Ok(());
+    }
+    let rootfs = spec
+        .rootfs(bundle)
+        .or_else(|| state.root.clone())
+        .ok_or_else(|| anyhow!("{}/config.json has no root.path", bundle.display()))?;
+
+    let loaded = cacerts_core::certs::load(&config.certs);
+    set(out, |o| {
+        o.certs = loaded.certs.len();
+        o.skipped = loaded
+            .skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.source.display(), s.reason))
+            .collect();
+    });
+
+    let root = ContainerRoot::open(&rootfs)?;
+    let journal = journal_path(&config.state_dir, &state.id);
+    let recovered = recover(&root, &journal)?;
+    set(out, |o| o.recovered = recovered);
+    let mut settings = Settings::default();
+    settings.create_store_when_none = config.create_store_when_none;
+    settings.env = spec.process.as_ref().and_then(|p| p.env.clone()).unwrap_or_default();
+    let (detection, plan) = installer::plan(&root, &loaded.certs, &settings)?;
+    set(out, |o| o.family = Some(family_name(&detection.family)));
+    let (plan, dropped) = drop_covered_by_mounts(&root, plan, &mount_destinations(&spec));
+    set(out, |o| o.dropped = dropped.len());
+
+    let record = record_path(&config.state_dir, &state.id);
+    if !plan.is_empty() {
+        write_record(
+            &record,
+            &BundleRecord {
+                id: state.id.clone(),
+                bundle: bundle.to_owned(),
+                rootfs: root.host_path_for_display().to_owned(),
+            },
+        )?;
+    }
+    let report = install(&root, &plan, &journal, &Options::default())?;
+    set(out, |o| {
+        o.changes = report.created.len() + report.edited.len();
+        o.recovered |= report.recovered;
+    });
+    if !journal.exists() {
+        remove_if_exists(&record)?;
+    }
+    if loaded.certs.is_empty() {
+        bail!(
+            "no usable CA certificate in {}",
+            config
+                .certs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn poststop(config: &Config, id: &str, out: &SharedOutcome) -> Result<()> {
+    let journal = journal_path(&config.state_dir, id);
+    match undo_journal(&journal)? {
+        None => set(out, |o| o.note = Some("no journal: nothing to undo")),
+        Some(report) => set(out, |o| {
+            o.changes = report.removed.len() + report.restored.len() + report.stripped.len();
+        }),
+    }
+    remove_if_exists(&record_path(&config.state_dir, id))
+}
+
+/// Rolls back a journal an earlier run left for this root (a restart without poststop, or a
+/// crash), before anything is planned: a plan made on the tree with our earlier changes still in
+/// it would find the certificates present and plan nothing, and the install's own recovery would
+/// then leave the container without them. Returns whether there was such a journal.
+pub fn recover(root: &ContainerRoot, journal: &Path) -> Result<bool> {
+    if journal::recorded_rootfs(journal)?.is_none() {
+        return Ok(false);
+    }
+    uninstall(root, journal)?;
+    Ok(true)
+}
+
+/// Undoes the journal at `path` on the rootfs it records, or discards it when that rootfs no
+/// longer exists. `None` when there is no journal.
+pub fn undo_journal(path: &Path) -> Result<Option<Report>> {
+    let Some(rootfs) = journal::recorded_rootfs(path)? else {
+        return Ok(None);
+    };
+    if !exists(&rootfs) {
+        journal::discard(path)?;
+        return Ok(Some(Report::default()));
+    }
+    let root = ContainerRoot::open(&rootfs)?;
+    Ok(Some(uninstall(&root, path)?))
+}
+
+/// Whether `path` exists; an error other than "not found" counts as existing (keep, not delete).
+pub fn exists(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
+}
+
+fn opted_out(annotations: Option<&HashMap<String, String>>) -> bool {
+    annotations
+        .and_then(|a| a.get(OPT_OUT_ANNOTATION))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// The family as it is spelled in JSON output.
+pub fn family_name<T: Serialize>(family: &T) -> String {
+    match serde_json::to_value(family) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "unknown".to_owned(),
+    }
+}
+
+fn mount_destinations(spec: &Spec) -> Vec<PathBuf> {
+    spec.mounts
+        .iter()
+        .flatten()
+        .map(|m| normalize_in_root(&m.destination))
+        .collect()
+}
+
+/// Splits `plan` into the changes no mount covers and those one does. A change is covered when
+/// its path, lexically or resolved through the root's symlinks, is at or under a mount
+/// destination (itself taken lexically and resolved). Writing there would change the layer
+/// under the mount, which the container never sees, or worse the mount's source.
+pub fn drop_covered_by_mounts(root: &ContainerRoot, plan: Plan, mounts: &[PathBuf]) -> (Plan, Vec<Change>) {
+    if mounts.is_empty() {
+        return (plan, Vec::new());
+    }
+    let mut covers: Vec<PathBuf> = Vec::new();
+    for m in mounts {
+        covers.push(m.clone());
+        if let Ok(c) = root.canonicalize(m) {
+            covers.push(c);
+        }
+    }
+    let mut kept = Plan::new();
+    let mut dropped = Vec::new();
+    for change in plan.changes {
+        let candidates = change_paths(root, &change);
+        if candidates.iter().any(|p| covers.iter().any(|m| p.starts_with(m))) {
+            dropped.push(change);
+        } else {
+            kept.push(change);
+        }
+    }
+    (kept, dropped)
+}
+
+/// The paths a change writes: as given, and resolved inside the root (an edit follows the final
+/// symlink; a create does not).
+fn change_paths(root: &ContainerRoot, change: &Change) -> Vec<PathBuf> {
+    let (path, follow_last) = match change {
+        Change::CreateDir { path } => (path, false),
+        Change::CreateFile { path, .. } => (path, false),
+        Change::CreateSymlink { path, .. } => (path, false),
+        Change::EditFile { path, .. } => (path, true),
+        _ => return Vec::new(),
+    };
+    let lexical = normalize_in_root(path);
+    let mut out = vec![lexical.clone()];
+    let resolved = if follow_last {
+        root.canonicalize(&lexical).ok()
+    } else {
+        match (lexical.parent(), lexical.file_name()) {
+            (Some(parent), Some(name)) => root.canonicalize(parent).ok().map(|p| p.join(name)),
+            _ => None,
+        }
+    };
+    out.extend(resolved);
+    out
+}
+
+fn write_record(path: &Path, record: &BundleRecord) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(format!(".new-{}", std::process::id()));
+    let temp = PathBuf::from(temp);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&temp)?;
+        f.write_all(&serde_json::to_vec(record).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(&temp, path)
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Reads a bundle record; `None` when there is none or it cannot be parsed.
+pub fn read_record(path: &Path) -> Option<BundleRecord> {
+    let bytes = oci::read_regular_file(path, 1 << 16).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Removes a file; a missing one is fine.
+pub fn remove_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+    }
+}
