@@ -102,7 +102,7 @@ pub(crate) enum Record {
         id: u32,
         path: PathBuf,
         temp: String,
-        original: Original,
+        original: Box<Original>,
         new_sha256: String,
         undo: Undo,
     },

@@ -310,7 +310,7 @@ impl Tx<'_> {
             id,
             path: path.clone(),
             temp: temp.to_string_lossy().into_owned(),
-            original: Original {
+            original: Box::new(Original {
                 identity: meta.identity(),
                 mode: meta.mode,
                 uid: meta.uid,
@@ -322,7 +322,7 @@ impl Tx<'_> {
                 xattrs: xattrs.clone(),
                 sha256: sha256_hex(&bytes),
                 backup: backup.clone(),
-            },
+            }),
             new_sha256: sha256_hex(&new),
             undo,
         })?;

@@ -34,6 +34,10 @@ pub struct Summary {
 /// Runs one pass over `state_dir`, printing one line per journal to `out`.
 pub fn run(state_dir: &Path, out: &mut impl Write) -> Result<Summary> {
     let mut summary = Summary::default();
+    if !exists(state_dir) {
+        return Ok(summary);
+    }
+    let _lock = crate::hook::lock_state_dir(state_dir)?;
     let entries = match std::fs::read_dir(state_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(summary),

@@ -82,10 +82,34 @@ pub fn run<R: std::io::Read + Send + 'static>(
     let bytes = oci::read_with_timeout(stdin, oci::MAX_STATE, STDIN_TIMEOUT)?;
     let state = oci::parse_state(&bytes)?;
     set(out, |o| o.id = Some(state.id.clone()));
+    let _lock = lock_state_dir(&config.state_dir)?;
     match stage {
         Stage::CreateRuntime => create_runtime(config, &state, out),
         Stage::Poststop => poststop(config, &state.id, out),
     }
+}
+
+/// Takes an exclusive lock on the state directory (creating it, mode 0700, if needed), held until
+/// the returned descriptor is dropped. Serialises the hook's invocations and `gc` on one host, so
+/// that two stages never work on one journal at once (a runtime retrying `delete` while the
+/// engine runs poststop, say). Each holder takes milliseconds; the invocation deadline bounds the
+/// wait.
+pub fn lock_state_dir(state_dir: &Path) -> Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{flock, FlockOperation, Mode, OFlags};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
+    let fd = rustix::fs::open(
+        state_dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("cannot open state directory {}", state_dir.display()))?;
+    flock(&fd, FlockOperation::LockExclusive)
+        .with_context(|| format!("cannot lock state directory {}", state_dir.display()))?;
+    Ok(fd)
 }
 
 /// Journal path of container `id` (which must be valid).
