@@ -21,7 +21,8 @@ fn os(text: &str) -> Vec<Node> {
 #[test]
 fn fixtures_are_recognised() {
     let base = Base::new();
-    let cases: Vec<(&str, Vec<Node>, Family, Option<&str>, Option<&str>)> = vec![
+    type Case<'a> = (&'a str, Vec<Node>, Family, Option<&'a str>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             "debian base",
             fixtures::debian_base(),
