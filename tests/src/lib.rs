@@ -10,4 +10,4 @@ pub mod snapshot;
 pub mod tree;
 
 pub use snapshot::Snapshot;
-pub use tree::{age, build, Node};
+pub use tree::{age, build, resolve, Node};

@@ -4,8 +4,9 @@
 //! Writes: the anchor `/etc/ca-certificates/trust-source/anchors/cacerts-hook-<name>.crt`; the
 //! certificate appended to `extracted/tls-ca-bundle.pem` (which `/etc/ssl/certs/ca-certificates.crt`
 //! and `/etc/ssl/cert.pem` link to), and to `extracted/{email,objsign}-ca-bundle.pem` and, as a
-//! trusted certificate, `extracted/ca-bundle.trust.crt` where present; a file and hash links in
-//! `extracted/cadir/` where present. Without a store, the tls bundle is created with the
+//! trusted certificate, `extracted/ca-bundle.trust.crt` where present; a trusted-certificate file
+//! and hash links in `extracted/cadir/` (an `openssl-directory` extract) where present; that
+//! `cadir` is in that form is unconfirmed for current Arch. Without a store, the tls bundle is created with the
 //! `/etc/ssl/certs/ca-certificates.crt` link.
 
 use super::p11kit::{self, Layout};
@@ -22,7 +23,7 @@ const LAYOUT: Layout = Layout {
         "/etc/ca-certificates/extracted/objsign-ca-bundle.pem",
     ],
     trusted_bundles: &["/etc/ca-certificates/extracted/ca-bundle.trust.crt"],
-    hash_dirs: &[("/etc/ca-certificates/extracted/cadir", Form::Pem)],
+    hash_dirs: &[("/etc/ca-certificates/extracted/cadir", Form::Trusted)],
     links_when_created: &["/etc/ssl/certs/ca-certificates.crt"],
 };
 
