@@ -5,8 +5,8 @@
 //! certificate appended to `extracted/tls-ca-bundle.pem` (which `/etc/ssl/certs/ca-certificates.crt`
 //! and `/etc/ssl/cert.pem` link to), and to `extracted/{email,objsign}-ca-bundle.pem` and, as a
 //! trusted certificate, `extracted/ca-bundle.trust.crt` where present; a trusted-certificate file
-//! and hash links in `extracted/cadir/` (an `openssl-directory` extract) where present; that
-//! `cadir` is in that form is unconfirmed for current Arch. Without a store, the tls bundle is created with the
+//! and hash links in `extracted/cadir/` (an `openssl-directory` extract; unconfirmed for current
+//! Arch) where present. Without a store, the tls bundle is created with the
 //! `/etc/ssl/certs/ca-certificates.crt` link.
 
 use super::p11kit::{self, Layout};
