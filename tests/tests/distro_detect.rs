@@ -255,3 +255,16 @@ fn hostile_os_release_is_tolerated() {
     let d = detect_nodes(&[Node::file("etc/ssl/cert.pem", "not a certificate")]);
     assert_eq!(d.family, Family::Generic);
 }
+
+#[test]
+fn loops_and_escapes_in_probed_paths_are_absent_not_errors() {
+    let d = detect_nodes(&[
+        Node::symlink("etc/os-release", "os-release"),
+        Node::symlink("etc/alpine-release", "/etc/alpine-release"),
+        Node::symlink("etc/pki", "/proc/self/root/etc/pki"),
+        Node::symlink("etc/ssl/certs/ca-certificates.crt", "loop"),
+        Node::symlink("etc/ssl/certs/loop", "ca-certificates.crt"),
+    ]);
+    assert_eq!(d.family, Family::None);
+    assert!(d.stores.is_empty());
+}

@@ -437,3 +437,32 @@ fn an_extra_go_bundle_next_to_a_family_store_is_covered() {
     i.assert_bundle("/etc/ssl/certs/ca-certificates.crt", &refs(&base));
     i.finish();
 }
+
+#[test]
+fn hostile_stores_are_refused_or_contained() {
+    // A FIFO where the bundle should be: refused at once, not read (which would block).
+    let mut nodes = fixtures::debian_base();
+    nodes.push(Node::Fifo("etc/ssl/certs/ca-certificates.crt".into()));
+    let tmp = tempfile::tempdir().unwrap();
+    build(tmp.path(), &nodes);
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = certs::load(&[corp().write(dir.path(), "corp-root.pem")]);
+    let err = installer::plan(
+        &ContainerRoot::open(tmp.path()).unwrap(),
+        &loaded.certs,
+        &Settings::default(),
+    )
+    .unwrap_err();
+    assert!(err.is_safety_violation(), "{err}");
+
+    // A bundle link climbing out of the root lands inside it; a garbage bundle gets our CA.
+    let nodes = vec![
+        Node::file("etc/alpine-release", "3.20.3\n"),
+        Node::symlink("etc/ssl/certs/ca-certificates.crt", "../../../../../../../real-bundle"),
+        Node::file("real-bundle", "garbage, not PEM\n"),
+    ];
+    let i = install_into(&nodes, corp(), &Settings::default());
+    i.assert_bundle("/real-bundle", &[]);
+    assert_eq!(i.edits(), vec![PathBuf::from("/etc/ssl/certs/ca-certificates.crt")]);
+    i.finish();
+}

@@ -67,7 +67,7 @@ fn plan(p: &mut Planner<'_>) -> Result<()> {
 
 /// The full ca-certificates package has run its trigger: per-certificate links exist.
 fn full_package(p: &Planner<'_>) -> Result<bool> {
-    if !p.is_dir(CERTS)? {
+    if !p.is_dir(CERTS) {
         return Ok(false);
     }
     Ok(p.root.read_dir(CERTS)?.iter().any(|e| {

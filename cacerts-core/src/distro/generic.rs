@@ -43,7 +43,7 @@ fn plan_none(p: &mut Planner<'_>) -> Result<()> {
 pub fn go_bundles(p: &mut Planner<'_>) -> Result<()> {
     let all = p.untrusted(None);
     for b in GO_BUNDLES {
-        if p.is_file(b)? {
+        if p.is_file(b) {
             p.append(b, &all, Form::Pem)?;
         }
     }

@@ -13,9 +13,9 @@
 mod alpine;
 mod arch;
 mod debian;
-pub mod generic;
+pub(crate) mod generic;
 pub mod os_release;
-pub mod p11kit;
+mod p11kit;
 pub mod planner;
 mod rhel;
 mod suse;
@@ -164,7 +164,7 @@ pub fn detect(root: &ContainerRoot) -> Result<Detection> {
     if found.is_none() {
         'markers: for spec in FAMILIES {
             for m in spec.markers {
-                if exists(root, m)? {
+                if exists(root, m) {
                     found = Some((spec.family, Evidence::Marker(m.into())));
                     break 'markers;
                 }
@@ -174,7 +174,7 @@ pub fn detect(root: &ContainerRoot) -> Result<Detection> {
     if found.is_none() {
         'stores: for spec in FAMILIES {
             for s in spec.signature {
-                if exists(root, s)? {
+                if exists(root, s) {
                     found = Some((spec.family, Evidence::Store(s.into())));
                     break 'stores;
                 }
@@ -183,7 +183,7 @@ pub fn detect(root: &ContainerRoot) -> Result<Detection> {
     }
     if found.is_none() {
         for b in GO_BUNDLES {
-            if is_file(root, b)? {
+            if is_file(root, b) {
                 found = Some((Family::Generic, Evidence::GoBundle(b.into())));
                 break;
             }
@@ -194,7 +194,7 @@ pub fn detect(root: &ContainerRoot) -> Result<Detection> {
     let mut stores: Vec<PathBuf> = Vec::new();
     for s in spec(family).stores.iter().chain(GO_BUNDLES) {
         let p = PathBuf::from(s);
-        if !stores.contains(&p) && exists(root, s)? {
+        if !stores.contains(&p) && exists(root, s) {
             stores.push(p);
         }
     }
@@ -217,13 +217,15 @@ fn matches_id(pattern: &str, word: &str) -> bool {
     }
 }
 
-/// Something exists at `path`, following symlinks inside the root.
-fn exists(root: &ContainerRoot, path: &str) -> Result<bool> {
-    Ok(root.metadata(path)?.is_some())
+/// Something exists at `path`, following symlinks inside the root. A path that cannot be
+/// resolved (a symlink loop, a component that is not a directory) counts as absent: probes never
+/// fail detection.
+fn exists(root: &ContainerRoot, path: &str) -> bool {
+    matches!(root.metadata(path), Ok(Some(_)))
 }
 
-fn is_file(root: &ContainerRoot, path: &str) -> Result<bool> {
-    Ok(matches!(root.metadata(path)?, Some(m) if m.kind == FileKind::File))
+fn is_file(root: &ContainerRoot, path: &str) -> bool {
+    matches!(root.metadata(path), Ok(Some(m)) if m.kind == FileKind::File)
 }
 
 /// The first os-release file that is a regular file of sane size. One that cannot be read (a

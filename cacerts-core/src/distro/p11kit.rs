@@ -50,7 +50,7 @@ pub fn plan(p: &mut Planner<'_>, l: &Layout) -> Result<()> {
     }
     let mut hash_dirs = Vec::new();
     for (dir, form) in l.hash_dirs {
-        if p.is_dir(dir)? {
+        if p.is_dir(dir) {
             hash_dirs.push((*dir, *form));
         }
     }

@@ -70,14 +70,16 @@ impl<'a> Planner<'a> {
         self.plan.push(change);
     }
 
-    /// True when `path` is an existing regular file (symlinks followed inside the root).
-    pub fn is_file(&self, path: &str) -> Result<bool> {
-        Ok(matches!(self.root.metadata(path)?, Some(m) if m.kind == FileKind::File))
+    /// True when `path` is an existing regular file (symlinks followed inside the root). A path
+    /// that cannot be resolved (a loop) is no file.
+    pub fn is_file(&self, path: &str) -> bool {
+        matches!(self.root.metadata(path), Ok(Some(m)) if m.kind == FileKind::File)
     }
 
-    /// True when `path` is an existing directory (symlinks followed inside the root).
-    pub fn is_dir(&self, path: &str) -> Result<bool> {
-        Ok(matches!(self.root.metadata(path)?, Some(m) if m.kind == FileKind::Dir))
+    /// True when `path` is an existing directory (symlinks followed inside the root). A path
+    /// that cannot be resolved (a loop) is no directory.
+    pub fn is_dir(&self, path: &str) -> bool {
+        matches!(self.root.metadata(path), Ok(Some(m)) if m.kind == FileKind::Dir)
     }
 
     /// True when anything, even a dangling symlink, is at `path`, or this plan creates it.
