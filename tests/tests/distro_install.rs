@@ -466,3 +466,43 @@ fn hostile_stores_are_refused_or_contained() {
     assert_eq!(i.edits(), vec![PathBuf::from("/etc/ssl/certs/ca-certificates.crt")]);
     i.finish();
 }
+
+#[test]
+fn several_certificates_with_one_name_and_one_hash() {
+    // Two inputs named alike, with the same subject: distinct names, hash suffixes .0 and .1.
+    let (a, b) = (TestCa::new("Corp Root CA"), TestCa::new("Corp Root CA"));
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir(&rootfs).unwrap();
+    build(&rootfs, &fixtures::debian_base());
+    let before = Snapshot::take(&rootfs);
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir(&da).unwrap();
+    std::fs::create_dir(&db).unwrap();
+    let loaded = certs::load(&[a.write(&da, "corp-root.pem"), b.write(&db, "corp-root.pem")]);
+    assert_eq!(loaded.certs.len(), 2);
+    let root = ContainerRoot::open(&rootfs).unwrap();
+    let (_, plan) = installer::plan(&root, &loaded.certs, &Settings::default()).unwrap();
+    let journal = tmp.path().join("journal");
+    install(&root, &plan, &journal, &Default::default()).unwrap();
+    let second = format!("{NAME}-{}", &b.sha256[..16]);
+    let certs_dir = rootfs.join("etc/ssl/certs");
+    assert_eq!(
+        std::fs::read_link(certs_dir.join(format!("{:08x}.0", a.hash))).unwrap(),
+        Path::new(&format!("{NAME}.pem"))
+    );
+    assert_eq!(
+        std::fs::read_link(certs_dir.join(format!("{:08x}.1", a.hash))).unwrap(),
+        Path::new(&format!("{second}.pem"))
+    );
+    assert_eq!(
+        first_cert(&resolve(&rootfs, format!("/etc/ssl/certs/{second}.pem"))),
+        b.sha256
+    );
+    let bundle = cert_set(&certs_dir.join("ca-certificates.crt"));
+    assert_eq!(bundle, [a.sha256.clone(), b.sha256.clone()].into_iter().collect());
+    let (_, again) = installer::plan(&root, &loaded.certs, &Settings::default()).unwrap();
+    assert!(again.is_empty());
+    uninstall(&root, &journal).unwrap();
+    before.assert_same(&Snapshot::take(&rootfs), "after uninstall");
+}
