@@ -1,13 +1,10 @@
 //! From certificates and a detected root to a [`Plan`]: the one entry point the hook and build
 //! engines call.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
-
 use crate::certs::CaCert;
-use crate::distro::{self, Detection, Family};
+use crate::distro::{self, generic, Detection, Planner};
 use crate::error::Result;
-use crate::plan::{Change, Edit, Plan};
+use crate::plan::Plan;
 use crate::rootfs::ContainerRoot;
 
 /// Where no trust store exists, the bundle created so Go, OpenSSL and static binaries find it.
@@ -17,7 +14,8 @@ pub const DEFAULT_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Settings {
-    /// Create [`DEFAULT_BUNDLE`] when the image has no trust store at all (default on).
+    /// Create a trust store when the image has none (default on): the family's own bundle where
+    /// the family is known, [`DEFAULT_BUNDLE`] otherwise.
     pub create_store_when_none: bool,
     /// The container's environment (`KEY=value`), for `JAVA_HOME` and similar.
     pub env: Vec<String>,
@@ -33,45 +31,18 @@ impl Default for Settings {
 }
 
 /// Detects `root` and plans the install of `certs`.
+///
+/// The plan is the family's own layout (see [`distro`]), then every bundle of Go's list the
+/// family did not cover, then the language-runtime stores. Only certificates a file does not
+/// hold yet are added to it, so planning again after an install yields an empty plan.
 pub fn plan(root: &ContainerRoot, certs: &[CaCert], settings: &Settings) -> Result<(Detection, Plan)> {
     let detection = distro::detect(root)?;
-    let mut plan = Plan::new();
-    match detection.family {
-        Family::None => {
-            if settings.create_store_when_none && !certs.is_empty() {
-                plan.push(Change::CreateFile {
-                    path: DEFAULT_BUNDLE.into(),
-                    contents: certs.iter().flat_map(|c| c.pem.bytes()).collect(),
-                    mode: 0o644,
-                });
-            }
-        }
-        _ => {
-            // Each physical file once, however many names lead to it.
-            let mut seen = HashSet::new();
-            for store in &detection.stores {
-                let physical: PathBuf = root.canonicalize(store)?;
-                if !seen.insert(physical) {
-                    continue;
-                }
-                let existing = root.read_file(store)?;
-                let missing: Vec<u8> = certs
-                    .iter()
-                    .filter(|c| !contains(&existing, c.pem.as_bytes()))
-                    .flat_map(|c| c.pem.bytes())
-                    .collect();
-                if !missing.is_empty() {
-                    plan.push(Change::EditFile {
-                        path: store.clone(),
-                        edit: Edit::Append(missing),
-                    });
-                }
-            }
-        }
+    let mut planner = Planner::new(root, certs, settings.create_store_when_none);
+    if !certs.is_empty() {
+        (distro::spec(detection.family).plan)(&mut planner)?;
+        generic::go_bundles(&mut planner)?;
+        // Language-runtime stores (Java keystores, Python certifi bundles) are planned here, after
+        // the system store, each appending its changes with `planner.push(..)`.
     }
-    Ok((detection, plan))
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+    Ok((detection, planner.into_plan()))
 }

@@ -1,8 +1,13 @@
 //! Test helpers shared by every test in the repository: the definition of "no trace"
-//! ([`snapshot`]), declarative trees ([`tree`]), and the end-to-end tests under `tests/tests/`.
+//! ([`snapshot`]), declarative trees ([`tree`]), copies of real images' trust stores
+//! ([`fixtures`]), throwaway CAs ([`ca`]), cached real root filesystems ([`rootfs`]), and the
+//! end-to-end tests under `tests/tests/`.
 
+pub mod ca;
+pub mod fixtures;
+pub mod rootfs;
 pub mod snapshot;
 pub mod tree;
 
 pub use snapshot::Snapshot;
-pub use tree::{age, build, Node};
+pub use tree::{age, build, resolve, Node};

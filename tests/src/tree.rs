@@ -162,3 +162,47 @@ pub fn age(root: &Path) {
     }
     visit(root);
 }
+
+/// The host path of `path` inside the tree at `root`, with symlinks resolved as the container
+/// would see them (absolute targets start at `root`, `..` stops at it). For test inspection of
+/// trees the tests made; at most 40 links are followed.
+pub fn resolve(root: &Path, path: impl AsRef<Path>) -> std::path::PathBuf {
+    use std::path::{Component, PathBuf};
+    let mut pending: Vec<std::ffi::OsString> = path
+        .as_ref()
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut done: Vec<std::ffi::OsString> = Vec::new();
+    let mut hops = 0;
+    while let Some(name) = pending.pop() {
+        if name == ".." {
+            done.pop();
+            continue;
+        }
+        let host: PathBuf = done.iter().fold(root.to_owned(), |p, n| p.join(n)).join(&name);
+        match std::fs::read_link(&host) {
+            Ok(target) => {
+                hops += 1;
+                assert!(hops <= 40, "too many links resolving {}", path.as_ref().display());
+                if target.is_absolute() {
+                    done.clear();
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(n) => pending.push(n.to_owned()),
+                        Component::ParentDir => pending.push("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            Err(_) => done.push(name),
+        }
+    }
+    done.iter().fold(root.to_owned(), |p, n| p.join(n))
+}

@@ -1,0 +1,380 @@
+//! The steps a family's installer is made of: read what a trust store holds, pick names that
+//! collide with nothing, append to bundles, create anchors and hash links. Only reads go to the
+//! root; everything else becomes a [`Change`] in the plan.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use openssl::hash::{hash, MessageDigest};
+use openssl::nid::Nid;
+use openssl::x509::X509;
+
+use crate::certs::CaCert;
+use crate::error::Result;
+use crate::plan::{Change, Edit, Plan};
+use crate::rootfs::{ContainerRoot, FileKind};
+
+/// Prefix of every file name we choose, so that nothing collides with the image's own names.
+pub const NAME_PREFIX: &str = "cacerts-hook-";
+
+/// How a certificate is written into a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// `-----BEGIN CERTIFICATE-----`.
+    Pem,
+    /// `-----BEGIN TRUSTED CERTIFICATE-----`, as p11-kit's `openssl-bundle` and
+    /// `openssl-directory` extracts write an anchor without purpose restrictions: the DER
+    /// certificate followed by OpenSSL's `X509_CERT_AUX` holding only the alias (the subject's
+    /// common name): no trusted or rejected purposes, no key id.
+    Trusted,
+}
+
+/// Fingerprints (SHA-256 of the DER) of the certificates a file holds.
+pub type Fingerprints = HashSet<[u8; 32]>;
+
+/// A plan being built for one root and one set of certificates.
+pub struct Planner<'a> {
+    /// The root, for reads.
+    pub root: &'a ContainerRoot,
+    /// The certificates to install.
+    pub certs: &'a [CaCert],
+    /// Whether a trust store may be created where the image has none.
+    pub create_store: bool,
+    plan: Plan,
+    /// Paths this plan creates.
+    claimed: HashSet<PathBuf>,
+    /// Canonical paths of the files this plan appends to or creates as bundles.
+    bundles: HashSet<PathBuf>,
+}
+
+impl<'a> Planner<'a> {
+    /// A planner with an empty plan.
+    pub fn new(root: &'a ContainerRoot, certs: &'a [CaCert], create_store: bool) -> Self {
+        Planner {
+            root,
+            certs,
+            create_store,
+            plan: Plan::new(),
+            claimed: HashSet::new(),
+            bundles: HashSet::new(),
+        }
+    }
+
+    /// The plan built so far.
+    pub fn into_plan(self) -> Plan {
+        self.plan
+    }
+
+    /// Adds a change built elsewhere (language-runtime stores).
+    pub fn push(&mut self, change: Change) {
+        self.plan.push(change);
+    }
+
+    /// True when `path` is an existing regular file (symlinks followed inside the root). A path
+    /// that cannot be resolved (a loop) is no file.
+    pub fn is_file(&self, path: &str) -> bool {
+        matches!(self.root.metadata(path), Ok(Some(m)) if m.kind == FileKind::File)
+    }
+
+    /// True when `path` is an existing directory (symlinks followed inside the root). A path
+    /// that cannot be resolved (a loop) is no directory.
+    pub fn is_dir(&self, path: &str) -> bool {
+        matches!(self.root.metadata(path), Ok(Some(m)) if m.kind == FileKind::Dir)
+    }
+
+    /// True when anything, even a dangling symlink, is at `path`, or this plan creates it.
+    pub fn taken(&self, path: &Path) -> Result<bool> {
+        Ok(self.claimed.contains(path) || self.root.symlink_metadata(path)?.is_some())
+    }
+
+    /// The certificates a bundle holds; `None` when there is no regular file at `path`.
+    /// Anything but a regular file there (a FIFO, a device) is refused with an error.
+    pub fn bundle(&self, path: &str) -> Result<Option<Fingerprints>> {
+        match self.root.metadata(path)? {
+            None => Ok(None),
+            Some(_) => Ok(Some(fingerprints(&self.root.read_file(path)?))),
+        }
+    }
+
+    /// The certificates not in `trusted` (all of them when there is no bundle).
+    pub fn untrusted(&self, trusted: Option<&Fingerprints>) -> Vec<&'a CaCert> {
+        self.certs
+            .iter()
+            .filter(|c| !trusted.is_some_and(|t| t.contains(&c.sha256)))
+            .collect()
+    }
+
+    /// Appends to the existing file `path` those of `certs` it does not hold yet. A file reached
+    /// through several names is changed once. Returns false (and plans nothing) when there is no
+    /// file at `path`.
+    pub fn append(&mut self, path: &str, certs: &[&CaCert], form: Form) -> Result<bool> {
+        let Some(held) = self.bundle(path)? else {
+            return Ok(false);
+        };
+        let physical = self.root.canonicalize(path)?;
+        if !self.bundles.insert(physical) {
+            return Ok(true);
+        }
+        let text: Vec<u8> = certs
+            .iter()
+            .filter(|c| !held.contains(&c.sha256))
+            .flat_map(|c| encode(c, form).into_bytes())
+            .collect();
+        if !text.is_empty() {
+            self.plan.push(Change::EditFile {
+                path: path.into(),
+                edit: Edit::Append(text),
+            });
+        }
+        Ok(true)
+    }
+
+    /// Creates a bundle holding `certs`, unless something is already at `path`.
+    pub fn create_bundle(&mut self, path: &str, certs: &[&CaCert], form: Form) -> Result<()> {
+        if certs.is_empty() || self.taken(Path::new(path))? {
+            return Ok(());
+        }
+        let text: String = certs.iter().map(|c| encode(c, form)).collect();
+        self.bundles.insert(self.root.canonicalize(path)?);
+        self.create_file(path, text.into_bytes());
+        Ok(())
+    }
+
+    /// Creates `link -> target` unless something is already at `link`.
+    pub fn link_if_free(&mut self, link: &str, target: &str) -> Result<()> {
+        if !self.taken(Path::new(link))? {
+            self.symlink(link, target);
+        }
+        Ok(())
+    }
+
+    /// Creates a regular file (mode 0644).
+    pub fn create_file(&mut self, path: impl Into<PathBuf>, contents: Vec<u8>) {
+        self.create_file_mode(path, contents, 0o644);
+    }
+
+    /// Creates a regular file with the given mode.
+    pub fn create_file_mode(&mut self, path: impl Into<PathBuf>, contents: Vec<u8>, mode: u32) {
+        let path = path.into();
+        self.claimed.insert(path.clone());
+        self.plan.push(Change::CreateFile { path, contents, mode });
+    }
+
+    /// Creates a symbolic link.
+    pub fn symlink(&mut self, path: impl Into<PathBuf>, target: impl Into<PathBuf>) {
+        let path = path.into();
+        self.claimed.insert(path.clone());
+        self.plan.push(Change::CreateSymlink {
+            path,
+            target: target.into(),
+        });
+    }
+
+    /// A base name for `cert`: `cacerts-hook-<name>`, or with a fingerprint suffix when
+    /// `<dir>/<prefix><base><suffix>` is taken in any of `places`.
+    pub fn free_name(&self, cert: &CaCert, places: &[(&str, &str, &str)]) -> Result<String> {
+        let fp = hex::encode(cert.sha256);
+        let candidates = [
+            format!("{NAME_PREFIX}{}", cert.name),
+            format!("{NAME_PREFIX}{}-{}", cert.name, &fp[..16]),
+            format!("{NAME_PREFIX}{}-{fp}", cert.name),
+        ];
+        for (i, base) in candidates.iter().chain(std::iter::repeat(&candidates[2])).enumerate() {
+            let base = if i < 3 { base.clone() } else { format!("{base}-{i}") };
+            let mut free = true;
+            for (dir, prefix, suffix) in places {
+                if self.taken(&Path::new(dir).join(format!("{prefix}{base}{suffix}")))? {
+                    free = false;
+                    break;
+                }
+            }
+            if free {
+                return Ok(base);
+            }
+        }
+        unreachable!("the candidate names never run out")
+    }
+
+    /// Links `cert` into the OpenSSL hash directory `dir` as `HHHHHHHH.N -> target`, with the
+    /// next free `N`, unless a certificate with the same SHA-1 fingerprint is already linked
+    /// under that hash. With `old_hash`, the pre-1.0 (MD5) subject hash is linked too, as p11-kit
+    /// does.
+    pub fn hash_link(&mut self, dir: &str, cert: &CaCert, target: &str, old_hash: bool) -> Result<()> {
+        let mut hashes = vec![cert.subject_hash];
+        if old_hash {
+            hashes.extend(subject_hash_old(cert));
+        }
+        let entries = self.root.read_dir(dir).unwrap_or_default();
+        for h in hashes {
+            let prefix = format!("{h:08x}.");
+            let mut used = HashSet::new();
+            let mut linked = false;
+            for e in &entries {
+                let name = e.name.to_string_lossy();
+                let Some(n) = name.strip_prefix(&prefix).and_then(|n| n.parse::<u32>().ok()) else {
+                    continue;
+                };
+                used.insert(n);
+                let path = Path::new(dir).join(&*name);
+                if let Ok(bytes) = self.root.read_file(&path) {
+                    if first_cert(&bytes).is_some_and(|c| sha1(&c) == Some(cert.sha1)) {
+                        linked = true;
+                    }
+                }
+            }
+            if linked {
+                continue;
+            }
+            let n = (0..)
+                .find(|n| !used.contains(n) && !self.claimed.contains(&Path::new(dir).join(format!("{prefix}{n}"))))
+                .expect("a free number");
+            self.symlink(Path::new(dir).join(format!("{prefix}{n}")), target);
+        }
+        Ok(())
+    }
+}
+
+/// The certificate as text in the given form, newline-terminated.
+pub fn encode(cert: &CaCert, form: Form) -> String {
+    match form {
+        Form::Pem => cert.pem.clone(),
+        Form::Trusted => {
+            let mut der = cert.der.clone();
+            der.extend(cert_aux(&alias(cert)));
+            pem_block("TRUSTED CERTIFICATE", &der)
+        }
+    }
+}
+
+/// The label p11-kit gives an anchor file's certificate: the subject's common name, else the
+/// one-line subject.
+fn alias(cert: &CaCert) -> String {
+    X509::from_der(&cert.der)
+        .ok()
+        .and_then(|x| {
+            x.subject_name()
+                .entries_by_nid(Nid::COMMONNAME)
+                .next()
+                .and_then(|e| e.data().to_string().ok())
+        })
+        .unwrap_or_else(|| cert.subject.clone())
+}
+
+/// DER of `X509_CERT_AUX ::= SEQUENCE { alias UTF8String }`.
+fn cert_aux(alias: &str) -> Vec<u8> {
+    let inner = der_tlv(0x0c, alias.as_bytes());
+    der_tlv(0x30, &inner)
+}
+
+fn der_tlv(tag: u8, value: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = value.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(value);
+    out
+}
+
+fn pem_block(label: &str, der: &[u8]) -> String {
+    let b64 = openssl::base64::encode_block(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// OpenSSL's `X509_NAME_hash_old`: the first four bytes of the MD5 of the subject's DER, little
+/// endian.
+fn subject_hash_old(cert: &CaCert) -> Option<u32> {
+    let x = X509::from_der(&cert.der).ok()?;
+    let der = x.subject_name().to_der().ok()?;
+    let md = hash(MessageDigest::md5(), &der).ok()?;
+    Some(u32::from_le_bytes([md[0], md[1], md[2], md[3]]))
+}
+
+fn sha1(cert: &X509) -> Option<[u8; 20]> {
+    cert.digest(MessageDigest::sha1()).ok()?.as_ref().try_into().ok()
+}
+
+/// Every certificate in a file, PEM blocks (`CERTIFICATE`, `X509 CERTIFICATE`,
+/// `TRUSTED CERTIFICATE`) or a single DER certificate; blocks that do not decode are skipped.
+pub fn certificates(bytes: &[u8]) -> Vec<X509> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = Vec::new();
+    let mut rest: &str = &text;
+    let mut any_block = false;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        rest = &rest[start + 11..];
+        let Some(label_end) = rest.find("-----") else {
+            break;
+        };
+        let label = &rest[..label_end];
+        rest = &rest[label_end + 5..];
+        let end_marker = format!("-----END {label}-----");
+        let Some(end) = rest.find(&end_marker) else {
+            break;
+        };
+        let body = &rest[..end];
+        rest = &rest[end + end_marker.len()..];
+        if !matches!(label, "CERTIFICATE" | "X509 CERTIFICATE" | "TRUSTED CERTIFICATE") {
+            continue;
+        }
+        any_block = true;
+        let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        // A trusted certificate is the DER certificate followed by trust settings; the parser
+        // reads the first and ignores the rest.
+        if let Some(x) = openssl::base64::decode_block(&b64)
+            .ok()
+            .and_then(|der| X509::from_der(&der).ok())
+        {
+            out.push(x);
+        }
+    }
+    if !any_block {
+        if let Ok(x) = X509::from_der(bytes) {
+            out.push(x);
+        }
+    }
+    out
+}
+
+fn first_cert(bytes: &[u8]) -> Option<X509> {
+    certificates(bytes).into_iter().next()
+}
+
+/// Fingerprints of every certificate in a file.
+pub fn fingerprints(bytes: &[u8]) -> Fingerprints {
+    certificates(bytes)
+        .iter()
+        .filter_map(|x| x.to_der().ok())
+        .filter_map(|der| hash(MessageDigest::sha256(), &der).ok())
+        .filter_map(|d| d.as_ref().try_into().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_lengths() {
+        assert_eq!(der_tlv(0x0c, b"ab"), vec![0x0c, 2, b'a', b'b']);
+        let long = vec![0u8; 300];
+        assert_eq!(&der_tlv(0x30, &long)[..4], &[0x30, 0x82, 0x01, 0x2c]);
+    }
+
+    #[test]
+    fn garbage_has_no_certificates() {
+        assert!(certificates(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n").is_empty());
+        assert!(certificates(b"-----BEGIN CERTIFICATE-----\nunterminated").is_empty());
+        assert!(certificates(&[0x30, 0x82, 0xff]).is_empty());
+    }
+}
