@@ -1,11 +1,15 @@
 //! From certificates and a detected root to a [`Plan`]: the one entry point the hook and build
 //! engines call.
 
+use std::path::Path;
+
 use crate::certs::CaCert;
 use crate::distro::{self, generic, Detection, Planner};
 use crate::error::Result;
 use crate::plan::Plan;
 use crate::rootfs::ContainerRoot;
+use crate::stores::{certifi, java};
+use crate::txn::{self, Options, Report};
 
 /// Where no trust store exists, the bundle created so Go, OpenSSL and static binaries find it.
 pub const DEFAULT_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -36,13 +40,45 @@ impl Default for Settings {
 /// family did not cover, then the language-runtime stores. Only certificates a file does not
 /// hold yet are added to it, so planning again after an install yields an empty plan.
 pub fn plan(root: &ContainerRoot, certs: &[CaCert], settings: &Settings) -> Result<(Detection, Plan)> {
-    let detection = distro::detect(root)?;
+    let mut detection = distro::detect(root)?;
     let mut planner = Planner::new(root, certs, settings.create_store_when_none);
     if !certs.is_empty() {
         (distro::spec(detection.family).plan)(&mut planner)?;
         generic::go_bundles(&mut planner)?;
-        // Language-runtime stores (Java keystores, Python certifi bundles) are planned here, after
-        // the system store, each appending its changes with `planner.push(..)`.
+        // Language-runtime stores, after the system store. One store that cannot be edited
+        // safely (a key store in a form the codec refuses) must not cost the container its
+        // system trust: it is reported in the detection and the others go ahead.
+        for change in java::plan_each(root, certs, &settings.env)? {
+            match change {
+                Ok(change) => planner.push(change),
+                Err(e) => detection.skipped.push(e.to_string()),
+            }
+        }
+        for change in certifi::plan(root, certs, &settings.env)? {
+            planner.push(change);
+        }
     }
     Ok((detection, planner.into_plan()))
+}
+
+/// Installs `certs` into `root`, journaling to `journal`: the whole job in one call.
+///
+/// Any earlier install recorded in `journal` (a restart, a missed uninstall, a crash) is rolled
+/// back *before* planning. The order matters: a plan made on a tree that still holds our earlier
+/// changes finds the certificates present and plans nothing, and [`txn::install`]'s own recovery
+/// would then take them out, leaving the root without them. Callers that plan by themselves must
+/// call [`txn::uninstall`] first for the same reason.
+pub fn install_certs(
+    root: &ContainerRoot,
+    certs: &[CaCert],
+    settings: &Settings,
+    journal: &Path,
+    options: &Options,
+) -> Result<(Detection, Report)> {
+    let had_journal = std::fs::symlink_metadata(journal).is_ok();
+    txn::uninstall_with(root, journal, options)?;
+    let (detection, plan) = plan(root, certs, settings)?;
+    let mut report = txn::install(root, &plan, journal, options)?;
+    report.recovered = had_journal;
+    Ok((detection, report))
 }

@@ -70,7 +70,9 @@ impl Report {
 /// Applies `plan` to `root`, journaling to `journal` (a host path outside the root).
 ///
 /// A journal already at that path (a previous run that was never uninstalled, or crashed) is
-/// rolled back first, so installing twice is the same as installing once. An empty plan writes no
+/// rolled back first, so installing twice is the same as installing once. Plan *after* that
+/// roll-back, not before: a plan made on a tree still holding the earlier changes is wrong for
+/// the tree the roll-back leaves. [`crate::installer::install_certs`] does it in that order. An empty plan writes no
 /// journal. On error the partial work is undone and the journal removed before returning; should
 /// that undo fail as well, [`Error::RollbackFailed`] is returned and the journal kept.
 pub fn install(root: &ContainerRoot, plan: &Plan, journal_path: &Path, options: &Options) -> Result<Report> {

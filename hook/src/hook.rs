@@ -169,7 +169,10 @@ fn create_runtime(config: &Config, state: &State, out: &SharedOutcome) -> Result
     settings.create_store_when_none = config.create_store_when_none;
     settings.env = spec.process.as_ref().and_then(|p| p.env.clone()).unwrap_or_default();
     let (detection, plan) = installer::plan(&root, &loaded.certs, &settings)?;
-    set(out, |o| o.family = Some(family_name(&detection.family)));
+    set(out, |o| {
+        o.family = Some(family_name(&detection.family));
+        o.skipped.extend(detection.skipped.iter().cloned());
+    });
     let (plan, dropped) = drop_covered_by_mounts(&root, plan, &mount_destinations(&spec));
     set(out, |o| o.dropped = dropped.len());
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use cacerts_core::installer::{self, Settings};
-use cacerts_core::{install, uninstall, ContainerRoot, Options, Report};
+use cacerts_core::{uninstall, ContainerRoot, Options, Report};
 use clap::Parser;
 use serde_json::json;
 
@@ -170,15 +170,18 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 bail!("no usable CA certificate in the given --certs");
             }
             let root = ContainerRoot::open(rootfs)?;
-            if hook::recover(&root, journal)? {
-                println!("rolled back the earlier install recorded in {}", journal.display());
-            }
             let mut settings = Settings::default();
             settings.create_store_when_none = config.create_store_when_none;
             settings.env = env.clone();
-            let (detection, plan) = installer::plan(&root, &loaded.certs, &settings)?;
-            let report = install(&root, &plan, journal, &Options::default())?;
+            let (detection, report) =
+                installer::install_certs(&root, &loaded.certs, &settings, journal, &Options::default())?;
+            if report.recovered {
+                println!("rolled back the earlier install recorded in {}", journal.display());
+            }
             println!("family {}", hook::family_name(&detection.family));
+            for s in &detection.skipped {
+                eprintln!("cacerts-hook: warning: left alone: {s}");
+            }
             print_report(&report);
             Ok(ExitCode::SUCCESS)
         }

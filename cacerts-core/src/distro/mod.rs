@@ -136,6 +136,10 @@ pub struct Detection {
     /// Trust-store files and directories found (the family's own, then Go's bundles), as the
     /// container sees them.
     pub stores: Vec<PathBuf>,
+    /// Stores found but left alone by the plan, each with the reason (a Java key store in a form
+    /// that cannot be edited safely, say). Filled in by [`crate::installer::plan`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 /// Largest os-release file read; anything bigger is not an os-release file.
@@ -207,6 +211,7 @@ pub fn detect(root: &ContainerRoot) -> Result<Detection> {
         os_release: os_path,
         evidence,
         stores,
+        skipped: Vec::new(),
     })
 }
 
