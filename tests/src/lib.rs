@@ -4,6 +4,7 @@
 //! end-to-end tests under `tests/tests/`.
 
 pub mod ca;
+pub mod containers;
 pub mod fixtures;
 pub mod rootfs;
 pub mod snapshot;

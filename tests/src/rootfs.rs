@@ -30,9 +30,11 @@ pub fn debian_tarball(suite: &str, packages: &[&str]) -> PathBuf {
     let lock = std::fs::File::create(dir.join(format!("{key}.lock"))).expect("lock file");
     rustix::fs::flock(lock.as_fd(), rustix::fs::FlockOperation::LockExclusive).expect("flock");
     if !tarball.exists() {
-        let tmp = dir.join(format!("{key}.tar.tmp-{}", std::process::id()));
+        // mmdebstrap picks its output format from the target's extension: keep `.tar` last, and
+        // say it explicitly as well.
+        let tmp = dir.join(format!("{key}.tmp-{}.tar", std::process::id()));
         let mut cmd = Command::new("mmdebstrap");
-        cmd.arg("--variant=minbase").arg("--quiet");
+        cmd.arg("--variant=minbase").arg("--format=tar").arg("--quiet");
         if !pkgs.is_empty() {
             cmd.arg(format!("--include={}", pkgs.join(",")));
         }
