@@ -1,0 +1,70 @@
+//! The shipped registration files agree with the binary: the hooks.d files podman and CRI-O read
+//! name the path the packages install to and a stage the binary accepts, and parse as
+//! oci-hooks(5) wants them.
+
+use std::path::Path;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cacerts-hook");
+const INSTALLED: &str = "/usr/libexec/oci/hooks.d/cacerts-hook";
+
+fn packaging() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging"))
+}
+
+#[test]
+fn hooks_d_files_name_the_installed_binary_and_one_stage_each() {
+    let mut stages = Vec::new();
+    for entry in std::fs::read_dir(packaging().join("hooks.d")).unwrap() {
+        let path = entry.unwrap().path();
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let ctx = path.display();
+        assert_eq!(json["version"], "1.0.0", "{ctx}");
+        assert_eq!(json["hook"]["path"], INSTALLED, "{ctx}");
+        assert_eq!(json["when"]["always"], true, "{ctx}");
+        assert!(
+            json["hook"]["timeout"].as_u64().is_some_and(|t| t > 0),
+            "{ctx}: a timeout"
+        );
+        let stage = json["stages"][0].as_str().unwrap().to_owned();
+        assert_eq!(json["stages"].as_array().unwrap().len(), 1, "{ctx}");
+        let args = json["hook"]["args"].as_array().unwrap();
+        assert_eq!(args.last().unwrap(), &serde_json::Value::from(stage.clone()), "{ctx}");
+        // The binary accepts the stage as its subcommand.
+        let help = Command::new(BIN).arg(&stage).arg("--help").output().unwrap();
+        assert!(help.status.success(), "{ctx}: `{stage} --help` fails");
+        stages.push(stage);
+    }
+    stages.sort();
+    assert_eq!(stages, ["createRuntime", "poststop"]);
+}
+
+#[test]
+fn cdi_spec_hooks_point_at_the_installed_binary_by_default() {
+    let out = Command::new(BIN).arg("cdi").output().unwrap();
+    assert!(out.status.success());
+    let spec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hooks = spec["devices"][0]["containerEdits"]["hooks"].as_array().unwrap();
+    assert_eq!(spec["devices"][0]["name"], "default");
+    let mut names: Vec<&str> = hooks.iter().map(|h| h["hookName"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["createRuntime", "poststop"]);
+    assert!(hooks.iter().all(|h| h["path"] == INSTALLED), "{spec}");
+}
+
+#[test]
+fn deb_and_rpm_install_the_same_files() {
+    let cargo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
+    let rpm = std::fs::read_to_string(packaging().join("rpm/cacerts-hook.spec")).unwrap();
+    for file in [
+        "cacerts-hook-createruntime.json",
+        "cacerts-hook-poststop.json",
+        "cacerts-hook.conf",
+        "config.toml",
+    ] {
+        assert!(cargo.contains(file), "cargo-deb assets miss {file}");
+        assert!(rpm.contains(file), "the RPM spec misses {file}");
+    }
+    assert!(cargo.contains("usr/libexec/oci/hooks.d/cacerts-hook"));
+    assert!(rpm.contains("%{_libexecdir}/oci/hooks.d/cacerts-hook"));
+}
