@@ -1041,6 +1041,11 @@ fn hostile_trees_neither_escape_nor_hang_nor_leave_a_trace() {
         .filter(|c| c.name.contains(&only))
         .flat_map(|c| BACKENDS.map(|b| (c, b)))
         .collect();
+    // The canary catches escapes by the hostile links; the host's own files at the paths the plan
+    // names catch the rest (a legitimate absolute in-root link such as `/etc/ssl/cert.pem ->
+    // /etc/ssl/certs/ca-certificates.crt` leads to the host's bundle if it is ever followed on the
+    // host).
+    let host_before = host_files();
     // Runs wait mostly on fsync; a few at a time keep the wall time down.
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
@@ -1062,6 +1067,9 @@ fn hostile_trees_neither_escape_nor_hang_nor_leave_a_trace() {
         }
     });
     let mut failures = failures.into_inner().unwrap();
+    if host_files() != host_before {
+        failures.push("the HOST's own files at the planned paths changed".into());
+    }
     failures.sort();
     assert!(
         failures.is_empty(),
@@ -1071,6 +1079,45 @@ fn hostile_trees_neither_escape_nor_hang_nor_leave_a_trace() {
         started.elapsed(),
         failures.join("\n")
     );
+}
+
+/// Contents and metadata of the host's own files at the paths the plan touches, and the listing
+/// of the host's local anchor directory.
+fn host_files() -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for path in [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/ssl/cert.pem",
+        "/etc/passwd",
+        "/etc/ssl/certs",
+        "/usr/local/share/ca-certificates",
+    ] {
+        let line = match std::fs::symlink_metadata(path) {
+            Err(e) => format!("{path}: {e}"),
+            Ok(m) => {
+                let contents = if m.is_file() {
+                    std::fs::read(path).map(|b| b.len()).unwrap_or(0).to_string()
+                } else if m.is_dir() {
+                    let mut names: Vec<_> = std::fs::read_dir(path)
+                        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+                        .unwrap_or_default();
+                    names.sort();
+                    format!("{names:?}")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{path}: ino {} mtime {}.{} {contents}",
+                    m.ino(),
+                    m.mtime(),
+                    m.mtime_nsec()
+                )
+            }
+        };
+        out.push(line);
+    }
+    out
 }
 
 /// The corpus is only worth something if its escape links really escape when the host follows
