@@ -23,12 +23,22 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Where log lines go, overriding the configuration's `log` (also when the configuration
+    /// cannot be read): "syslog", "journald", "stderr" or an absolute file path.
+    #[arg(long, global = true, value_name = "TARGET")]
+    pub log: Option<crate::config::LogTarget>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
 impl Cli {
+    /// The log target: `--log` if given, else the configuration's.
+    pub fn log_target(&self, config: &crate::config::Config) -> crate::config::LogTarget {
+        self.log.clone().unwrap_or_else(|| config.log.clone())
+    }
+
     /// The configuration file to read.
     pub fn config_path(&self) -> PathBuf {
         self.config

@@ -77,18 +77,25 @@ impl fmt::Display for LogTarget {
     }
 }
 
-impl<'de> Deserialize<'de> for LogTarget {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.as_str() {
+impl std::str::FromStr for LogTarget {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
             "syslog" => Ok(LogTarget::Syslog),
             "journald" => Ok(LogTarget::Journald),
             "stderr" => Ok(LogTarget::Stderr),
             p if p.starts_with('/') => Ok(LogTarget::File(PathBuf::from(p))),
-            _ => Err(serde::de::Error::custom(format!(
+            _ => Err(format!(
                 "log must be \"syslog\", \"journald\", \"stderr\" or an absolute file path, not {s:?}"
-            ))),
+            )),
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for LogTarget {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 

@@ -71,7 +71,7 @@ fn hook_main(cli: &Cli, stage: Stage) -> ExitCode {
         // (continue), so that a broken file never stops every container on the host.
         Err(e) => (Config::default(), Some(e)),
     };
-    let logger = Logger::new(config.log.clone());
+    let logger = Logger::new(cli.log_target(&config));
     // A bug must not turn into a failed container start under on_error=continue, with or
     // without unwinding (release builds abort on panic): log it and exit from the panic hook.
     let panic_logger = logger.clone();
@@ -221,7 +221,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Gc => {
             let config = Config::load(&cli.config_path())?;
-            let logger = Logger::new(config.log.clone());
+            let logger = Logger::new(cli.log_target(&config));
             let summary = gc::run(&config.state_dir, &mut std::io::stdout())?;
             let level = if summary.errors.is_empty() {
                 Level::Info

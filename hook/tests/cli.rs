@@ -527,10 +527,36 @@ fn hook_failures_exit_zero_and_touch_nothing() {
     assert!(last.contains("no usable CA certificate"), "{last}");
     assert!(!w.journal("nocerts-1").exists());
 
-    // A broken configuration: defaults apply, so on_error is continue.
+    // A broken configuration: defaults apply, so on_error is continue. Its `log` is unknown as
+    // well; `--log` says where the error goes.
     std::fs::write(&w.config, format!("log = {:?}\nbogus = true\n", w.log)).unwrap();
-    let out = w.hook_json("createRuntime", &w.state("badconf-1"));
+    let other_log = w.log.with_extension("override");
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&w.config)
+        .arg("--log")
+        .arg(&other_log)
+        .arg("createRuntime")
+        .current_dir("/")
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(w.state("badconf-1").to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
+    let logged = std::fs::read_to_string(&other_log).unwrap_or_default();
+    assert!(
+        logged.contains("result=error") && logged.contains("unknown field `bogus`"),
+        "{logged}"
+    );
     before.assert_same(&Snapshot::take(&w.rootfs), "bad config");
 }
 
