@@ -88,11 +88,24 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the server and waits until it accepts connections.
+    /// Starts the server and waits until it accepts connections. Every request is answered
+    /// with a status page (`-www`).
     pub fn start(pki: &Pki) -> Server {
+        Server::spawn(pki, "-www", Path::new("."))
+    }
+
+    /// Starts a server that answers `GET /PATH` with the file `docroot/PATH` (`-WWW`): enough
+    /// for plain downloads and for git's dumb HTTP protocol. It takes a query string as part
+    /// of the file name (`info/refs?service=git-upload-pack`), and answers a missing file with
+    /// status 200 and an error text.
+    pub fn start_files(pki: &Pki, docroot: &Path) -> Server {
+        Server::spawn(pki, "-WWW", docroot)
+    }
+
+    fn spawn(pki: &Pki, mode: &str, cwd: &Path) -> Server {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("openssl")
-            .args(["s_server", "-www", "-quiet", "-accept"])
+            .args(["s_server", mode, "-quiet", "-accept"])
             .arg(format!("127.0.0.1:{port}"))
             .arg("-cert")
             .arg(&pki.cert)
@@ -101,6 +114,7 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .current_dir(cwd)
             .spawn()
             .unwrap();
         let start = Instant::now();
@@ -142,6 +156,19 @@ pub fn hook_config(dir: &Path, ca: &Path) -> PathBuf {
 
 /// A runc bundle from `runc spec`: runs `args`, host network, with or without our hooks.
 pub fn runc_bundle(hook: &Path, dir: &Path, rootfs: &Path, args: &[&str], config: Option<&Path>) -> PathBuf {
+    runc_bundle_with(hook, dir, rootfs, args, config, |_| {})
+}
+
+/// Like [`runc_bundle`], with `edit` applied to the finished `config.json` (extra mounts,
+/// environment).
+pub fn runc_bundle_with(
+    hook: &Path,
+    dir: &Path,
+    rootfs: &Path,
+    args: &[&str],
+    config: Option<&Path>,
+    edit: impl FnOnce(&mut Value),
+) -> PathBuf {
     let bundle = dir.join(if config.is_some() {
         "bundle-hook"
     } else {
@@ -160,6 +187,7 @@ pub fn runc_bundle(hook: &Path, dir: &Path, rootfs: &Path, args: &[&str], config
         let hook = |stage: &str| json!([{"path": hook, "args": [hook, "--config", config, stage], "timeout": 30}]);
         spec["hooks"] = json!({"createRuntime": hook("createRuntime"), "poststop": hook("poststop")});
     }
+    edit(&mut spec);
     std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
     bundle
 }
@@ -219,4 +247,28 @@ pub fn podman_run(hooks: &Path, rootfs: &Path, args: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code().unwrap_or(-1), text)
+}
+
+/// The newest certifi wheel from PyPI (`python3 -m pip download`), cached next to the root
+/// filesystems so that only the first run needs the network.
+pub fn certifi_wheel() -> PathBuf {
+    let dir = crate::rootfs::cache_dir().join("wheels");
+    let find = |dir: &Path| -> Option<PathBuf> {
+        std::fs::read_dir(dir).ok()?.map(|e| e.unwrap().path()).find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("certifi-") && name.ends_with(".whl")
+        })
+    };
+    if let Some(wheel) = find(&dir) {
+        return wheel;
+    }
+    let tmp = crate::rootfs::cache_dir().join(format!("wheels.tmp-{}", std::process::id()));
+    run(Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d"])
+        .arg(&tmp)
+        .arg("certifi"));
+    // A concurrent run may have won the race: either copy is as good.
+    let _ = std::fs::rename(&tmp, &dir);
+    let _ = std::fs::remove_dir_all(&tmp);
+    find(&dir).expect("pip download left no certifi wheel")
 }
