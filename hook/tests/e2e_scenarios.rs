@@ -1,0 +1,386 @@
+//! End-to-end scenarios under real runc: the hook in the situations production brings (a
+//! read-only root, a user namespace, a volume over the trust store, a container that rewrites
+//! the store itself, a killed container, many containers at once, other distributions' layouts,
+//! broken configuration and state).
+//!
+//! Every scenario runs with `on_error = "continue"` and checks the same things: the container
+//! starts whatever goes wrong; where the hook installs, a client inside trusts the loopback server
+//! and a control run without the hook does not; after the container is gone the rootfs snapshot
+//! equals the one taken before, and the state directory is empty.
+//!
+//! Needs root, runc, openssl, mmdebstrap and busybox-static (`scripts/setup` installs them).
+
+use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cacerts_testkit::containers::{pki, runc_bundle, runc_run, scratch, Pki, Server};
+use cacerts_testkit::rootfs::debian_rootfs;
+use cacerts_testkit::Snapshot;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cacerts-hook");
+const PACKAGES: &[&str] = &["ca-certificates", "curl", "openssl"];
+/// Where the Debian installer puts our anchor (the name is derived from the CA's subject).
+const ANCHORS: &str = "/usr/local/share/ca-certificates";
+
+fn bin() -> &'static Path {
+    Path::new(BIN)
+}
+
+/// One scenario's world: a scratch dir, a CA with a server, the hook's configuration
+/// (`on_error = "continue"`, private state dir and log) and a runc state root.
+struct Case {
+    work: tempfile::TempDir,
+    pki: Pki,
+    server: Server,
+    config: PathBuf,
+    runc_root: PathBuf,
+}
+
+impl Case {
+    fn new() -> Case {
+        let work = scratch();
+        let pki = pki(work.path());
+        let server = Server::start(&pki);
+        let config = work.path().join("config.toml");
+        let case = Case {
+            runc_root: work.path().join("runc"),
+            work,
+            pki,
+            server,
+            config,
+        };
+        case.write_config(&format!("certs = [{:?}]\n", case.pki.ca));
+        case
+    }
+
+    fn dir(&self) -> &Path {
+        self.work.path()
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir().join("state")
+    }
+
+    /// Writes the configuration: `certs_line` plus our state dir, log and on_error=continue.
+    fn write_config(&self, certs_line: &str) {
+        std::fs::write(
+            &self.config,
+            format!(
+                "{certs_line}state_dir = {:?}\nlog = {:?}\non_error = \"continue\"\n",
+                self.state_dir(),
+                self.dir().join("hook.log")
+            ),
+        )
+        .unwrap();
+    }
+
+    /// A Debian bookworm rootfs with curl, at `<work>/<name>`.
+    fn debian(&self, name: &str) -> PathBuf {
+        let rootfs = self.dir().join(name);
+        debian_rootfs(&rootfs, "bookworm", PACKAGES);
+        rootfs
+    }
+
+    /// `curl` of the server, quietly; exit 0 when it trusts it, 60 when it does not.
+    fn curl(&self) -> Vec<String> {
+        ["curl", "-sS", "-o", "/dev/null", "--max-time", "10", &self.server.url()]
+            .map(String::from)
+            .to_vec()
+    }
+
+    /// `sh -c SCRIPT` with `$URL` set to the server's URL.
+    fn sh(&self, script: &str) -> Vec<String> {
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("URL={}; {script}", self.server.url()),
+        ]
+    }
+
+    /// A runc bundle under `<work>/<name>` running `args` on `rootfs`, with the hook or without,
+    /// its `config.json` then changed by `edit`.
+    fn bundle(&self, name: &str, rootfs: &Path, args: &[String], hook: bool, edit: impl FnOnce(&mut Value)) -> PathBuf {
+        let dir = self.dir().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let bundle = runc_bundle(bin(), &dir, rootfs, &args, hook.then_some(self.config.as_path()));
+        edit_spec(&bundle, edit);
+        bundle
+    }
+
+    /// `runc run` of a bundle: exit code and output.
+    fn run(&self, bundle: &Path, id: &str) -> (i32, String) {
+        runc_run(&self.runc_root, bundle, id)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("hook.log")).unwrap_or_default()
+    }
+
+    /// The log lines of container `id`.
+    fn log_of(&self, id: &str) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(&format!(" id={id} ")))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Asserts that both stages of `id` ran and succeeded.
+    #[track_caller]
+    fn assert_hook_ok(&self, id: &str) {
+        let lines = self.log_of(id);
+        let joined = lines.join("\n");
+        assert!(
+            lines.iter().any(|l| l.contains("stage=createRuntime")),
+            "no createRuntime line for {id}:\n{}",
+            self.log()
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("stage=poststop")),
+            "no poststop line for {id}:\n{joined}"
+        );
+        assert!(!joined.contains("result=error"), "{joined}");
+    }
+
+    /// Asserts that the state directory holds nothing (no journal, backup or record).
+    #[track_caller]
+    fn assert_state_empty(&self) {
+        let left: Vec<OsString> = std::fs::read_dir(self.state_dir())
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "state left behind: {left:?}");
+    }
+
+    /// The CA's base64 body, as it appears in any PEM file that contains it.
+    fn ca_body(&self) -> String {
+        let pem = std::fs::read_to_string(&self.pki.ca).unwrap();
+        pem.lines().filter(|l| !l.starts_with("-----")).collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// Rewrites a bundle's `config.json` through `edit`.
+fn edit_spec(bundle: &Path, edit: impl FnOnce(&mut Value)) {
+    let path = bundle.join("config.json");
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut spec);
+    std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+}
+
+/// A container id unique to this process.
+fn id(name: &str) -> String {
+    format!("cacerts-e2e-{name}-{}", std::process::id())
+}
+
+/// Runs a command; its exit code and output.
+fn output(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Host paths under `root` whose name starts with `cacerts-hook-`, or regular files that contain
+/// `needle`.
+fn traces(root: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let path = e.path();
+            let ft = e.file_type().unwrap();
+            if e.file_name().to_string_lossy().starts_with("cacerts-hook-") {
+                out.push(path.clone());
+            }
+            if ft.is_dir() {
+                stack.push(path);
+            } else if ft.is_file() && std::fs::read(&path).is_ok_and(|b| contains(&b, needle.as_bytes())) {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+// 1. A read-only root: runc remounts the root read-only inside the container after createRuntime,
+// so the hook's writes (on the host path) land before it and poststop's after it.
+#[test]
+fn readonly_root() {
+    let case = Case::new();
+    let rootfs = case.debian("rootfs");
+    let ro = |spec: &mut Value| spec["root"]["readonly"] = json!(true);
+    let plain = case.bundle("plain", &rootfs, &case.curl(), false, ro);
+    let (code, text) = case.run(&plain, &id("ro-plain"));
+    assert_eq!(code, 60, "curl without the hook: {text}");
+
+    let before = Snapshot::take(&rootfs);
+    // The container proves its root is read-only, then trusts the server.
+    let script = "if touch /etc/probe 2>/dev/null; then echo writable; exit 3; fi; \
+                  curl -sS -o /dev/null --max-time 10 \"$URL\"";
+    let hooked = case.bundle("hook", &rootfs, &case.sh(script), true, ro);
+    let cid = id("ro");
+    let (code, text) = case.run(&hooked, &cid);
+    assert_eq!(code, 0, "read-only root with the hook: {text}\n{}", case.log());
+    case.assert_hook_ok(&cid);
+    before.assert_same(&Snapshot::take(&rootfs), "rootfs after a read-only run");
+    case.assert_state_empty();
+}
+
+/// Shifts every entry's owner and group by `by` (a rootfs for a user namespace), without
+/// following links.
+fn shift_owners(root: &Path, by: u32) {
+    let meta = std::fs::symlink_metadata(root).unwrap();
+    std::os::unix::fs::lchown(root, Some(meta.uid() + by), Some(meta.gid() + by)).unwrap();
+    if meta.is_dir() {
+        for e in std::fs::read_dir(root).unwrap() {
+            shift_owners(&e.unwrap().path(), by);
+        }
+    }
+}
+
+/// config.json changes for a user namespace mapping container root to host 100000 (65536 ids),
+/// keeping the host network: sysfs cannot be mounted without a network namespace of our own, so
+/// the host's /sys is bind-mounted instead (as `runc spec --rootless` does).
+fn user_namespace(spec: &mut Value) {
+    spec["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    let map = json!([{"containerID": 0, "hostID": 100_000, "size": 65_536}]);
+    spec["linux"]["uidMappings"] = map.clone();
+    spec["linux"]["gidMappings"] = map;
+    let mounts = spec["mounts"].as_array_mut().unwrap();
+    mounts.retain(|m| m["destination"] != "/sys" && m["destination"] != "/sys/fs/cgroup");
+    mounts.push(json!({
+        "destination": "/sys", "type": "none", "source": "/sys",
+        "options": ["rbind", "nosuid", "noexec", "nodev", "ro"],
+    }));
+}
+
+// 2. A user-namespaced container: what the hook creates belongs to the container's root.
+#[test]
+fn user_namespace_owners() {
+    let case = Case::new();
+    let rootfs = case.debian("rootfs");
+    shift_owners(&rootfs, 100_000);
+    // The mapped root must be able to reach its rootfs.
+    for dir in [case.dir(), rootfs.as_path()] {
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let plain = case.bundle("plain", &rootfs, &case.curl(), false, user_namespace);
+    let (code, text) = case.run(&plain, &id("userns-plain"));
+    assert_eq!(code, 60, "curl without the hook: {text}");
+
+    let before = Snapshot::take(&rootfs);
+    let script = format!(
+        "for f in {ANCHORS}/cacerts-hook-* /etc/ssl/certs/cacerts-hook-*; do \
+         echo \"owner $(stat -c %u:%g \"$f\") $f\"; done; \
+         curl -sS -o /dev/null --max-time 10 \"$URL\""
+    );
+    let hooked = case.bundle("hook", &rootfs, &case.sh(&script), true, user_namespace);
+    let cid = id("userns");
+    let (code, text) = case.run(&hooked, &cid);
+    assert_eq!(code, 0, "user namespace with the hook: {text}\n{}", case.log());
+    let owners: Vec<&str> = text.lines().filter(|l| l.starts_with("owner ")).collect();
+    assert_eq!(owners.len(), 2, "our anchor and its link: {text}");
+    for line in owners {
+        assert!(line.starts_with("owner 0:0 "), "not the container's root: {line}");
+    }
+    case.assert_hook_ok(&cid);
+    before.assert_same(&Snapshot::take(&rootfs), "rootfs after a user-namespaced run");
+    case.assert_state_empty();
+}
+
+// 3. A volume over /etc/ssl/certs: the hook leaves the mount's source alone and says so; the
+// container starts with the volume's store.
+#[test]
+fn volume_over_the_trust_store() {
+    let case = Case::new();
+    let rootfs = case.debian("rootfs");
+    let volume = case.dir().join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    std::fs::copy(
+        rootfs.join("etc/ssl/certs/ca-certificates.crt"),
+        volume.join("ca-certificates.crt"),
+    )
+    .unwrap();
+    let mount = |spec: &mut Value| {
+        spec["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/etc/ssl/certs", "type": "bind", "source": volume,
+            "options": ["rbind", "rw"],
+        }))
+    };
+    let before = Snapshot::take(&rootfs);
+    let volume_before = Snapshot::take(&volume);
+    // The anchor outside the volume is written; the store the container reads is the volume's.
+    let script = format!("ls {ANCHORS}/cacerts-hook-* && ls /etc/ssl/certs && curl -sS -o /dev/null --max-time 10 \"$URL\"");
+    let hooked = case.bundle("hook", &rootfs, &case.sh(&script), true, mount);
+    let cid = id("volume");
+    let (code, text) = case.run(&hooked, &cid);
+    assert_eq!(code, 60, "the volume's store does not have our CA: {text}\n{}", case.log());
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("cacerts-hook-")).count(),
+        0,
+        "nothing of ours in the volume: {text}"
+    );
+    case.assert_hook_ok(&cid);
+    let create = case.log_of(&cid).into_iter().find(|l| l.contains("stage=createRuntime")).unwrap();
+    assert!(!create.contains(" dropped=0 "), "changes under the mount are dropped and counted: {create}");
+    volume_before.assert_same(&Snapshot::take(&volume), "the volume's source");
+    before.assert_same(&Snapshot::take(&rootfs), "rootfs after a run with a volume");
+    case.assert_state_empty();
+}
+
+/// `runc` with our state root; panics unless it succeeds.
+fn runc(case: &Case, args: &[&str]) -> String {
+    let (code, text) = output(Command::new("runc").arg("--root").arg(&case.runc_root).args(args));
+    assert_eq!(code, 0, "runc {args:?}: {text}");
+    text
+}
+
+// 5. A container killed with SIGKILL: poststop runs when it is deleted.
+#[test]
+fn killed_container() {
+    let case = Case::new();
+    let rootfs = case.debian("rootfs");
+    let before = Snapshot::take(&rootfs);
+    let args = ["sleep", "1000"].map(String::from);
+    let hooked = case.bundle("hook", &rootfs, &args, true, |_| {});
+    let cid = id("killed");
+    let (code, text) = output(
+        Command::new("runc")
+            .arg("--root")
+            .arg(&case.runc_root)
+            .args(["run", "-d", "--bundle"])
+            .arg(&hooked)
+            .arg(&cid)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    assert_eq!(code, 0, "runc run -d: {text}\n{}", case.log());
+    let curl: Vec<String> = case.curl();
+    let mut exec = vec!["exec", cid.as_str()];
+    exec.extend(curl.iter().map(String::as_str));
+    runc(&case, &exec);
+    runc(&case, &["kill", &cid, "KILL"]);
+    let start = Instant::now();
+    while !runc(&case, &["state", &cid]).contains("\"stopped\"") {
+        assert!(start.elapsed() < Duration::from_secs(20), "the container did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    runc(&case, &["delete", &cid]);
+    case.assert_hook_ok(&cid);
+    before.assert_same(&Snapshot::take(&rootfs), "rootfs after kill and delete");
+    case.assert_state_empty();
+}
