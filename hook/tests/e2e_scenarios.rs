@@ -10,6 +10,7 @@
 //!
 //! Needs root, runc, openssl, mmdebstrap and busybox-static (`scripts/setup` installs them).
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -156,10 +157,27 @@ impl Case {
         assert!(left.is_empty(), "state left behind: {left:?}");
     }
 
+    /// Asserts that the state directory holds nothing of container `id` (others may be running).
+    #[track_caller]
+    fn assert_no_state_of(&self, id: &str) {
+        let left: Vec<OsString> = std::fs::read_dir(self.state_dir())
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        let prefix = format!("{id}.");
+        let left: Vec<&OsString> = left
+            .iter()
+            .filter(|n| n.to_string_lossy().starts_with(&prefix))
+            .collect();
+        assert!(left.is_empty(), "state of {id} left behind: {left:?}");
+    }
+
     /// The CA's base64 body, as it appears in any PEM file that contains it.
     fn ca_body(&self) -> String {
         let pem = std::fs::read_to_string(&self.pki.ca).unwrap();
-        pem.lines().filter(|l| !l.starts_with("-----")).collect::<Vec<_>>().join("\n")
+        pem.lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -178,7 +196,10 @@ fn id(name: &str) -> String {
 
 /// Runs a command; its exit code and output.
 fn output(cmd: &mut Command) -> (i32, String) {
-    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     (
         out.status.code().unwrap_or(-1),
         format!(
@@ -189,31 +210,30 @@ fn output(cmd: &mut Command) -> (i32, String) {
     )
 }
 
-/// Host paths under `root` whose name starts with `cacerts-hook-`, or regular files that contain
-/// `needle`.
-fn traces(root: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let e = e.unwrap();
-            let path = e.path();
-            let ft = e.file_type().unwrap();
-            if e.file_name().to_string_lossy().starts_with("cacerts-hook-") {
-                out.push(path.clone());
-            }
-            if ft.is_dir() {
-                stack.push(path);
-            } else if ft.is_file() && std::fs::read(&path).is_ok_and(|b| contains(&b, needle.as_bytes())) {
-                out.push(path);
-            }
-        }
-    }
-    out
+/// What of ours is in the tree at `root` (snapshot `after`, `before` the container ran): entries
+/// named `cacerts-hook-*`, and files changed since `before` that contain `needle` (a file the run
+/// did not change cannot hold a CA made for this run).
+fn traces(root: &Path, before: &Snapshot, after: &Snapshot, needle: &str) -> Vec<PathBuf> {
+    let named = after.0.keys().filter(|p| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("cacerts-hook-"))
+    });
+    let holding = changed_paths(before, after).into_iter().filter(|p| {
+        after.0.get(p).is_some_and(|e| e.kind == "file")
+            && std::fs::read_to_string(root.join(p)).is_ok_and(|text| text.contains(needle))
+    });
+    named.cloned().chain(holding).collect()
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+/// The paths whose entry differs between two snapshots (added, removed or changed).
+fn changed_paths(before: &Snapshot, after: &Snapshot) -> BTreeSet<PathBuf> {
+    after
+        .0
+        .keys()
+        .chain(before.0.keys())
+        .filter(|p| before.0.get(*p) != after.0.get(*p))
+        .cloned()
+        .collect()
 }
 
 // 1. A read-only root: runc remounts the root read-only inside the container after createRuntime,
@@ -256,7 +276,10 @@ fn shift_owners(root: &Path, by: u32) {
 /// keeping the host network: sysfs cannot be mounted without a network namespace of our own, so
 /// the host's /sys is bind-mounted instead (as `runc spec --rootless` does).
 fn user_namespace(spec: &mut Value) {
-    spec["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
     let map = json!([{"containerID": 0, "hostID": 100_000, "size": 65_536}]);
     spec["linux"]["uidMappings"] = map.clone();
     spec["linux"]["gidMappings"] = map;
@@ -324,22 +347,40 @@ fn volume_over_the_trust_store() {
     let before = Snapshot::take(&rootfs);
     let volume_before = Snapshot::take(&volume);
     // The anchor outside the volume is written; the store the container reads is the volume's.
-    let script = format!("ls {ANCHORS}/cacerts-hook-* && ls /etc/ssl/certs && curl -sS -o /dev/null --max-time 10 \"$URL\"");
+    let script =
+        format!("ls {ANCHORS}/cacerts-hook-* && ls /etc/ssl/certs && curl -sS -o /dev/null --max-time 10 \"$URL\"");
     let hooked = case.bundle("hook", &rootfs, &case.sh(&script), true, mount);
     let cid = id("volume");
     let (code, text) = case.run(&hooked, &cid);
-    assert_eq!(code, 60, "the volume's store does not have our CA: {text}\n{}", case.log());
+    assert_eq!(
+        code,
+        60,
+        "the volume's store does not have our CA: {text}\n{}",
+        case.log()
+    );
     assert_eq!(
         text.lines().filter(|l| l.starts_with("cacerts-hook-")).count(),
         0,
         "nothing of ours in the volume: {text}"
     );
     case.assert_hook_ok(&cid);
-    let create = case.log_of(&cid).into_iter().find(|l| l.contains("stage=createRuntime")).unwrap();
-    assert!(!create.contains(" dropped=0 "), "changes under the mount are dropped and counted: {create}");
+    let create = case
+        .log_of(&cid)
+        .into_iter()
+        .find(|l| l.contains("stage=createRuntime"))
+        .unwrap();
+    assert!(
+        !create.contains(" dropped=0 "),
+        "changes under the mount are dropped and counted: {create}"
+    );
     volume_before.assert_same(&Snapshot::take(&volume), "the volume's source");
     before.assert_same(&Snapshot::take(&rootfs), "rootfs after a run with a volume");
     case.assert_state_empty();
+}
+
+/// config.json change: a writable root (`runc spec` makes it read-only).
+fn writable(spec: &mut Value) {
+    spec["root"]["readonly"] = json!(false);
 }
 
 /// `runc` with our state root; panics unless it succeeds.
@@ -383,4 +424,118 @@ fn killed_container() {
     case.assert_hook_ok(&cid);
     before.assert_same(&Snapshot::take(&rootfs), "rootfs after kill and delete");
     case.assert_state_empty();
+}
+
+// 4. The container changes the store itself: appends a line to the bundle, or regenerates it with
+// update-ca-certificates (which keeps our anchor's CA in the bundle). poststop takes out our CA
+// and keeps the container's change; nothing of ours is left. The same flow through the CLI's
+// install and uninstall shows the report: the bundle stripped, nothing kept.
+#[test]
+fn container_rewrites_the_store() {
+    let case = Case::new();
+    let ca_body = case.ca_body();
+    let store = "etc/ssl/certs/ca-certificates.crt";
+    let curl = "curl -sS -o /dev/null --max-time 10 \"$URL\"";
+    let variants = [
+        (
+            "append",
+            format!("{curl} && echo '# mine' >> /{store}"),
+            "# mine\n",
+            &["./etc/ssl/certs/ca-certificates.crt"][..],
+        ),
+        // update-ca-certificates writes its temporary file in /tmp.
+        (
+            "update",
+            format!("{curl} && update-ca-certificates && {curl}"),
+            "",
+            &["./etc/ssl/certs/ca-certificates.crt", "./tmp"][..],
+        ),
+    ];
+    std::thread::scope(|scope| {
+        for (name, script, added, changed) in variants {
+            let case = &case;
+            let ca_body = &ca_body;
+            scope.spawn(move || rewrite_variant(case, ca_body, name, &script, added, changed));
+        }
+    });
+    case.assert_state_empty();
+}
+
+fn rewrite_variant(case: &Case, ca_body: &str, name: &str, script: &str, added: &str, changed: &[&str]) {
+    let store = "etc/ssl/certs/ca-certificates.crt";
+    {
+        let rootfs = case.debian(&format!("rootfs-{name}"));
+        let original = std::fs::read_to_string(rootfs.join(store)).unwrap();
+        let before = Snapshot::take(&rootfs);
+        let hooked = case.bundle(&format!("hook-{name}"), &rootfs, &case.sh(script), true, writable);
+        let cid = id(&format!("rewrite-{name}"));
+        let (code, text) = case.run(&hooked, &cid);
+        assert_eq!(code, 0, "{name}: {text}\n{}", case.log());
+        case.assert_hook_ok(&cid);
+
+        let after = Snapshot::take(&rootfs);
+        let expected: BTreeSet<PathBuf> = changed.iter().map(PathBuf::from).collect();
+        assert_eq!(
+            changed_paths(&before, &after),
+            expected,
+            "{name}: only the container's own changes remain:\n{}",
+            before.diff(&after).join("\n")
+        );
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join(store)).unwrap(),
+            format!("{original}{added}"),
+            "{name}: the store"
+        );
+        assert_eq!(
+            traces(&rootfs, &before, &after, ca_body),
+            Vec::<PathBuf>::new(),
+            "{name}: left of ours"
+        );
+        case.assert_no_state_of(&cid);
+
+        // The same through the CLI, on the tree as the container left it.
+        let left_by_hook = std::fs::read_to_string(rootfs.join(store)).unwrap();
+        let journal = case.dir().join(format!("cli-{name}.journal"));
+        let (code, text) = output(
+            Command::new(bin())
+                .args(["install", "--rootfs"])
+                .arg(&rootfs)
+                .arg("--certs")
+                .arg(&case.pki.ca)
+                .arg("--journal")
+                .arg(&journal),
+        );
+        assert_eq!(code, 0, "{name}: install: {text}");
+        let plain = case.bundle(&format!("plain-{name}"), &rootfs, &case.sh(script), false, writable);
+        let (code, text) = case.run(&plain, &id(&format!("rewrite-cli-{name}")));
+        assert_eq!(code, 0, "{name}: container after install: {text}");
+        let (code, report) = output(
+            Command::new(bin())
+                .args(["uninstall", "--rootfs"])
+                .arg(&rootfs)
+                .arg("--journal")
+                .arg(&journal),
+        );
+        assert_eq!(code, 0, "{name}: uninstall: {report}");
+        assert!(
+            report.lines().any(|l| l == format!("stripped /{store}")),
+            "{name}: {report}"
+        );
+        assert!(
+            !report.lines().any(|l| l.starts_with("kept ")),
+            "{name}: nothing to explain: {report}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join(store)).unwrap(),
+            format!("{left_by_hook}{added}"),
+            "{name}: the store after the CLI flow"
+        );
+        let last = Snapshot::take(&rootfs);
+        assert_eq!(
+            traces(&rootfs, &before, &last, ca_body),
+            Vec::<PathBuf>::new(),
+            "{name}: left of ours after the CLI flow"
+        );
+        assert!(!journal.exists(), "{name}: the journal is gone");
+    }
 }
