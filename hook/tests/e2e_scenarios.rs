@@ -539,3 +539,88 @@ fn rewrite_variant(case: &Case, ca_body: &str, name: &str, script: &str, added: 
         assert!(!journal.exists(), "{name}: the journal is gone");
     }
 }
+
+// 10. Failures with a real start: a broken configuration, certificate paths that are missing or
+// a FIFO, a corrupt journal left for the container's id. The container starts every time and the
+// rootfs is untouched; a corrupt journal is left as it is for the operator (docs/hook.md: gc keeps
+// it and reports it; neither stage can roll back what it cannot read).
+#[test]
+fn failures_still_start_the_container() {
+    let case = Case::new();
+    let rootfs = case.debian("rootfs");
+    let before = Snapshot::take(&rootfs);
+    let args = ["true".to_owned()];
+    let bundle = case.bundle("hook", &rootfs, &args, true, |_| {});
+    let start = |name: &str| {
+        let cid = id(name);
+        let (code, text) = case.run(&bundle, &cid);
+        assert_eq!(code, 0, "{name}: the container starts: {text}\n{}", case.log());
+        before.assert_same(&Snapshot::take(&rootfs), format!("rootfs after {name}"));
+        cid
+    };
+
+    // A configuration that does not parse: the defaults apply (on_error continue, the default
+    // log), and nothing is done.
+    let system_log = Path::new("/var/log/cacerts-hook.log");
+    let system_log_len = std::fs::metadata(system_log).map(|m| m.len()).unwrap_or(0);
+    std::fs::write(&case.config, "certs = [\"/etc/unterminated\"\non_error = \n").unwrap();
+    start("bad-config");
+    let system = std::fs::read(system_log).unwrap_or_default();
+    let new = String::from_utf8_lossy(&system[system_log_len.min(system.len() as u64) as usize..]).into_owned();
+    let config_name = case.config.display().to_string();
+    assert_eq!(
+        new.lines()
+            .filter(|l| l.contains(&config_name) && l.contains("result=error"))
+            .count(),
+        2,
+        "both stages log the broken file to the default log:\n{new}"
+    );
+    assert!(case.log().is_empty(), "the configured log is unknown: {}", case.log());
+    case.assert_state_empty();
+
+    // Certificate paths that are missing, or a FIFO (never opened for reading: it would block).
+    let fifo = case.dir().join("certs.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for (name, certs) in [("missing-certs", case.dir().join("no-such-dir")), ("fifo-certs", fifo)] {
+        case.write_config(&format!("certs = [{certs:?}]\n"));
+        let began = Instant::now();
+        let cid = start(name);
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "{name}: took {:?}",
+            began.elapsed()
+        );
+        let lines = case.log_of(&cid);
+        let create = lines.iter().find(|l| l.contains("stage=createRuntime")).unwrap();
+        assert!(
+            create.contains("result=error") && create.contains("no usable CA certificate"),
+            "{create}"
+        );
+        assert!(create.contains(" changes=0 "), "{create}");
+        case.assert_state_empty();
+    }
+
+    // A corrupt journal for the container's id.
+    case.write_config(&format!("certs = [{:?}]\n", case.pki.ca));
+    let cid = id("corrupt-journal");
+    std::fs::create_dir_all(case.state_dir()).unwrap();
+    let journal = case.state_dir().join(format!("{cid}.journal"));
+    let garbage = b"{\"not\": \"a journal\"\n\x00\xff garbage\n".to_vec();
+    std::fs::write(&journal, &garbage).unwrap();
+    assert_eq!(start("corrupt-journal"), cid);
+    let lines = case.log_of(&cid);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for line in &lines {
+        assert!(line.contains("result=error") && line.contains(" changes=0 "), "{line}");
+    }
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        garbage,
+        "the corrupt journal is kept as it was"
+    );
+    let left: Vec<OsString> = std::fs::read_dir(case.state_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![OsString::from(format!("{cid}.journal"))]);
+}
