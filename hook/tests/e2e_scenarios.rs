@@ -18,8 +18,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cacerts_testkit::containers::{pki, runc_bundle, runc_run, scratch, Pki, Server};
+use cacerts_testkit::fixtures::{alpine_bundle, alpine_full, ubi, Base};
 use cacerts_testkit::rootfs::debian_rootfs;
-use cacerts_testkit::Snapshot;
+use cacerts_testkit::{age, build, Node, Snapshot};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cacerts-hook");
@@ -623,4 +624,114 @@ fn failures_still_start_the_container() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, vec![OsString::from(format!("{cid}.journal"))]);
+}
+
+/// A small rootfs from a fixture, with the static busybox of the host (package busybox-static)
+/// as `/bin/busybox` and the mount points runc would otherwise create, aged.
+fn small_rootfs(dir: &Path, nodes: &[Node]) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    build(&rootfs, nodes);
+    for d in ["bin", "proc", "sys", "dev", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("/bin/busybox (busybox-static)");
+    age(&rootfs);
+    rootfs
+}
+
+/// `busybox cat` of `paths`, the family's bundles as the container reads them.
+fn cat(paths: &[&str]) -> Vec<String> {
+    let mut args = vec!["/bin/busybox".to_owned(), "cat".to_owned()];
+    args.extend(paths.iter().map(|p| (*p).to_owned()));
+    args
+}
+
+// 8. 32 containers at once under runc, each on its own small Alpine rootfs, one state directory:
+// all start, all see the CA, every rootfs is as before and no journal is left.
+#[test]
+fn many_containers_at_once() {
+    let case = Case::new();
+    let base = Base::new();
+    let body = case.ca_body();
+    let nodes = alpine_bundle(&base);
+    std::thread::scope(|scope| {
+        for i in 0..32 {
+            let (case, nodes, body, base) = (&case, &nodes, &body, &base);
+            scope.spawn(move || {
+                let dir = case.dir().join(format!("c{i}"));
+                let rootfs = small_rootfs(&dir, nodes);
+                let before = Snapshot::take(&rootfs);
+                let args = cat(&["/etc/ssl/certs/ca-certificates.crt"]);
+                let bundle = case.bundle(&format!("c{i}"), &rootfs, &args, true, |_| {});
+                let cid = id(&format!("many-{i}"));
+                let (code, text) = case.run(&bundle, &cid);
+                assert_eq!(code, 0, "container {i}: {text}");
+                assert!(
+                    text.contains(body.as_str()),
+                    "container {i} does not see the CA:\n{text}"
+                );
+                assert!(
+                    text.contains(base.cas[0].pem.as_str()),
+                    "container {i}: the image's CAs"
+                );
+                case.assert_hook_ok(&cid);
+                before.assert_same(&Snapshot::take(&rootfs), format!("rootfs of container {i}"));
+                case.assert_no_state_of(&cid);
+            });
+        }
+    });
+    case.assert_state_empty();
+    assert_eq!(case.log().lines().count(), 64, "one line per stage and container");
+}
+
+// 9. Other families' layouts under runc: the CA is in the family's bundle as the container reads
+// it (through the image's links), and not without the hook; the rootfs is as before afterwards.
+#[test]
+fn alpine_and_rhel_layouts() {
+    let case = Case::new();
+    let base = Base::new();
+    let body = case.ca_body();
+    let families: [(&str, Vec<Node>, &[&str]); 2] = [
+        (
+            "alpine",
+            alpine_full(&base),
+            &["/etc/ssl/cert.pem", "/etc/ssl/certs/ca-certificates.crt"],
+        ),
+        (
+            "rhel",
+            ubi(&base),
+            &["/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"],
+        ),
+    ];
+    for (name, nodes, bundles) in families {
+        let rootfs = small_rootfs(&case.dir().join(name), &nodes);
+        let before = Snapshot::take(&rootfs);
+        let plain = case.bundle(&format!("{name}-plain"), &rootfs, &cat(bundles), false, |_| {});
+        let (code, text) = case.run(&plain, &id(&format!("{name}-plain")));
+        assert_eq!(code, 0, "{name} without the hook: {text}");
+        assert!(!text.contains(body.as_str()), "{name}: the CA without the hook");
+        before.assert_same(
+            &Snapshot::take(&rootfs),
+            format!("{name}: rootfs after a run without the hook"),
+        );
+
+        let hooked = case.bundle(&format!("{name}-hook"), &rootfs, &cat(bundles), true, |_| {});
+        let cid = id(name);
+        let (code, text) = case.run(&hooked, &cid);
+        assert_eq!(code, 0, "{name} with the hook: {text}\n{}", case.log());
+        assert_eq!(
+            text.matches(body.as_str()).count(),
+            bundles.len(),
+            "{name}: the CA in {bundles:?}:\n{text}"
+        );
+        assert!(
+            case.log_of(&cid)[0].contains(&format!(" family={name} ")),
+            "{:?}",
+            case.log_of(&cid)
+        );
+        case.assert_hook_ok(&cid);
+        before.assert_same(&Snapshot::take(&rootfs), format!("{name}: rootfs after the hook"));
+    }
+    case.assert_state_empty();
 }
