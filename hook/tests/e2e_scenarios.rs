@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cacerts_testkit::containers::{pki, runc_bundle, runc_run, scratch, Pki, Server};
+use cacerts_testkit::containers::{hooks_dir, pki, runc_bundle, runc_run, scratch, Pki, Server};
 use cacerts_testkit::fixtures::{alpine_bundle, alpine_full, ubi, Base};
 use cacerts_testkit::rootfs::debian_rootfs;
 use cacerts_testkit::{age, build, Node, Snapshot};
@@ -733,5 +733,81 @@ fn alpine_and_rhel_layouts() {
         case.assert_hook_ok(&cid);
         before.assert_same(&Snapshot::take(&rootfs), format!("{name}: rootfs after the hook"));
     }
+    case.assert_state_empty();
+}
+
+/// `podman` with runc and the hooks in `hooks`; panics unless it succeeds.
+fn podman(hooks: &Path, args: &[&str]) -> String {
+    let (code, text) = output(
+        Command::new("podman")
+            .arg("--hooks-dir")
+            .arg(hooks)
+            .args(["--runtime", "runc"])
+            .args(args),
+    );
+    assert_eq!(code, 0, "podman {args:?}: {text}");
+    text
+}
+
+/// `podman run -d` options: host network, ulimits within what the runner allows.
+const PODMAN_RUN: &[&str] = &[
+    "run",
+    "-d",
+    "--network",
+    "host",
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=1024:1024",
+];
+
+/// A container on `--rootfs` started, checked, stopped, started again, checked, stopped and
+/// removed. `check` runs in it (`podman exec`) while it runs and must exit with `expect`.
+fn podman_restart_cycle(hooks: &Path, rootfs: &Path, name: &str, check: &[String], expect: i32) {
+    let mut run: Vec<&str> = PODMAN_RUN.to_vec();
+    let root = rootfs.to_str().unwrap();
+    run.extend(["--name", name, "--rootfs", root, "sleep", "1000"]);
+    podman(hooks, &run);
+    let mut exec = vec!["exec", name];
+    exec.extend(check.iter().map(String::as_str));
+    for round in 0..2 {
+        if round == 1 {
+            podman(hooks, &["start", name]);
+        }
+        let (code, text) = output(Command::new("podman").args(&exec));
+        assert_eq!(code, expect, "{name}, round {round}: {text}");
+        podman(hooks, &["stop", "-t", "1", name]);
+    }
+    podman(hooks, &["rm", name]);
+}
+
+// 6. Podman with --rootfs, a container stopped and started again: createRuntime runs again on the
+// same tree (the journal of the first start is rolled back first), the CA is trusted after the
+// restart, and after rm the tree is as a run without the hook leaves it.
+#[test]
+fn podman_restart_on_rootfs() {
+    let case = Case::new();
+    let rootfs = case.debian("rootfs");
+    let empty = case.dir().join("no-hooks.d");
+    std::fs::create_dir_all(&empty).unwrap();
+    let hooks = hooks_dir(bin(), case.dir(), &case.config);
+
+    // Control: podman leaves files of its own in a --rootfs tree (/etc/hosts, /etc/mtab,
+    // /run/.containerenv, mount points); after that, a run with the hook must change nothing.
+    let first = Snapshot::take(&rootfs);
+    podman_restart_cycle(&empty, &rootfs, &id("restart-plain"), &case.curl(), 60);
+    let control = Snapshot::take(&rootfs);
+    let podmans = changed_paths(&first, &control);
+    assert!(podmans.contains(Path::new("./run/.containerenv")), "{podmans:?}");
+    podman_restart_cycle(&hooks, &rootfs, &id("restart"), &case.curl(), 0);
+    control.assert_same(
+        &Snapshot::take(&rootfs),
+        "rootfs after podman run, stop, start, stop, rm with the hook",
+    );
+
+    let log = case.log();
+    assert_eq!(log.matches("stage=createRuntime").count(), 2, "{log}");
+    assert_eq!(log.matches("stage=poststop").count(), 2, "{log}");
+    assert!(!log.contains("result=error"), "{log}");
     case.assert_state_empty();
 }
