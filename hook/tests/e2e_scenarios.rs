@@ -764,6 +764,10 @@ const PODMAN_RUN: &[&str] = &[
 /// A container on `--rootfs` started, checked, stopped, started again, checked, stopped and
 /// removed. `check` runs in it (`podman exec`) while it runs and must exit with `expect`.
 fn podman_restart_cycle(hooks: &Path, rootfs: &Path, name: &str, check: &[String], expect: i32) {
+    let _cleanup = PodmanCleanup {
+        containers: vec![name.to_owned()],
+        image: None,
+    };
     let mut run: Vec<&str> = PODMAN_RUN.to_vec();
     let root = rootfs.to_str().unwrap();
     run.extend(["--name", name, "--rootfs", root, "sleep", "1000"]);
@@ -810,4 +814,114 @@ fn podman_restart_on_rootfs() {
     assert_eq!(log.matches("stage=poststop").count(), 2, "{log}");
     assert!(!log.contains("result=error"), "{log}");
     case.assert_state_empty();
+}
+
+/// `podman diff` of a container: `(kind, path)` with kind `A`, `C` or `D`.
+fn podman_diff(name: &str) -> BTreeSet<(String, String)> {
+    let text = podman(Path::new("/nonexistent"), &["diff", name]);
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, p)| (k.to_owned(), p.to_owned()))
+        .collect()
+}
+
+// 7. Podman with an image: after a run with the hook, `podman diff` shows nothing beyond a run
+// without it except the image files the hook had to modify in place (see docs/podman-diff.md).
+#[test]
+fn podman_image_diff() {
+    let case = Case::new();
+    let rootfs = case.debian("rootfs");
+    let image = format!("localhost/cacerts-test:bookworm-{}", std::process::id());
+    let (code, text) = output(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("tar -C '{}' -c . | podman import - {image}", rootfs.display())),
+    );
+    assert_eq!(code, 0, "podman import: {text}");
+    let empty = case.dir().join("no-hooks.d");
+    std::fs::create_dir_all(&empty).unwrap();
+    let hooks = hooks_dir(bin(), case.dir(), &case.config);
+
+    let run = |hooks: &Path, name: &str| {
+        let mut args: Vec<&str> = PODMAN_RUN.iter().filter(|a| **a != "-d").copied().collect();
+        args.extend(["--name", name, &image]);
+        let curl = case.curl();
+        args.extend(curl.iter().map(String::as_str));
+        output(
+            Command::new("podman")
+                .arg("--hooks-dir")
+                .arg(hooks)
+                .args(["--runtime", "runc"])
+                .args(&args),
+        )
+    };
+    let plain = id("image-plain");
+    let hooked = id("image-hook");
+    let _cleanup = PodmanCleanup {
+        containers: vec![plain.clone(), hooked.clone()],
+        image: Some(image.clone()),
+    };
+    let (code, text) = run(&empty, &plain);
+    assert_eq!(code, 60, "curl without the hook: {text}");
+    let (code, text) = run(&hooks, &hooked);
+    assert_eq!(code, 0, "curl with the hook: {text}\n{}", case.log());
+    let full_id = podman(&empty, &["inspect", "--format", "{{.Id}}", &hooked]);
+    case.assert_hook_ok(full_id.trim());
+    case.assert_state_empty();
+
+    // What overlay shows: the two containers' trees, mounted, are the same (entries, bytes,
+    // modes, times), apart from the times of what podman itself makes in both, at different
+    // moments: mount points for /etc/hosts and /run/.containerenv, the /etc/mtab link, and
+    // their directories.
+    let podmans: BTreeSet<PathBuf> = [
+        ".",
+        "./etc",
+        "./etc/hosts",
+        "./etc/mtab",
+        "./run",
+        "./run/.containerenv",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    let mounted = |name: &str| Snapshot::take(Path::new(podman(&empty, &["mount", name]).trim()));
+    let (plain_tree, hooked_tree) = (mounted(&plain), mounted(&hooked));
+    podman(&empty, &["umount", &plain, &hooked]);
+    let differ = changed_paths(&plain_tree, &hooked_tree);
+    assert!(
+        differ.is_subset(&podmans),
+        "the container trees differ:\n{}",
+        plain_tree.diff(&hooked_tree).join("\n")
+    );
+
+    // What `podman diff` shows: the overlay's upper layer, where a file modified in place and
+    // restored is still a copy; so are the directories its replacement was renamed in.
+    let control = podman_diff(&plain);
+    let ours = podman_diff(&hooked);
+    let extra: BTreeSet<(String, String)> = ours.difference(&control).cloned().collect();
+    let expected: BTreeSet<(String, String)> = [("C", "/etc/ssl/certs"), ("C", "/etc/ssl/certs/ca-certificates.crt")]
+        .iter()
+        .map(|(k, p)| ((*k).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(
+        extra, expected,
+        "podman diff beyond the control run (control: {control:?})"
+    );
+}
+
+/// Removes podman containers and an image when dropped (also when the test fails).
+struct PodmanCleanup {
+    containers: Vec<String>,
+    image: Option<String>,
+}
+
+impl Drop for PodmanCleanup {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = output(Command::new("podman").args(["rm", "-f", c]));
+        }
+        if let Some(image) = &self.image {
+            let _ = output(Command::new("podman").args(["rmi", "-f", image]));
+        }
+    }
 }
