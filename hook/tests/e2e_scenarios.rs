@@ -308,7 +308,7 @@ fn user_namespace_owners() {
 
     let before = Snapshot::take(&rootfs);
     let script = format!(
-        "for f in {ANCHORS}/cacerts-hook-* /etc/ssl/certs/cacerts-hook-*; do \
+        "for f in {ANCHORS}/cacerts-hook-* /etc/ssl/certs/cacerts-hook-* /etc/ssl/certs/ca-certificates.crt; do \
          echo \"owner $(stat -c %u:%g \"$f\") $f\"; done; \
          curl -sS -o /dev/null --max-time 10 \"$URL\""
     );
@@ -317,7 +317,7 @@ fn user_namespace_owners() {
     let (code, text) = case.run(&hooked, &cid);
     assert_eq!(code, 0, "user namespace with the hook: {text}\n{}", case.log());
     let owners: Vec<&str> = text.lines().filter(|l| l.starts_with("owner ")).collect();
-    assert_eq!(owners.len(), 2, "our anchor and its link: {text}");
+    assert_eq!(owners.len(), 3, "our anchor, its link and the edited bundle: {text}");
     for line in owners {
         assert!(line.starts_with("owner 0:0 "), "not the container's root: {line}");
     }
@@ -624,6 +624,15 @@ fn failures_still_start_the_container() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, vec![OsString::from(format!("{cid}.journal"))]);
+    // gc reports it and keeps it too.
+    let (code, text) = output(Command::new(bin()).arg("--config").arg(&case.config).arg("gc"));
+    assert_eq!(code, 1, "gc: {text}");
+    assert!(text.contains(&format!("error {cid}: ")), "gc: {text}");
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        garbage,
+        "gc keeps the corrupt journal"
+    );
 }
 
 /// A small rootfs from a fixture, with the static busybox of the host (package busybox-static)
