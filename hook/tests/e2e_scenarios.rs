@@ -1,14 +1,17 @@
-//! End-to-end scenarios under real runc: the hook in the situations production brings (a
-//! read-only root, a user namespace, a volume over the trust store, a container that rewrites
-//! the store itself, a killed container, many containers at once, other distributions' layouts,
-//! broken configuration and state).
+//! End-to-end scenarios under real runc and podman: the hook in the situations production brings
+//! (a read-only root, a user namespace, a volume over the trust store, a container that rewrites
+//! the store itself, a killed container, a restarted podman container, an image's overlay, many
+//! containers at once, other distributions' layouts, broken configuration and state).
 //!
 //! Every scenario runs with `on_error = "continue"` and checks the same things: the container
 //! starts whatever goes wrong; where the hook installs, a client inside trusts the loopback server
 //! and a control run without the hook does not; after the container is gone the rootfs snapshot
-//! equals the one taken before, and the state directory is empty.
+//! equals the one taken before (under podman: equals what a run without the hook leaves), and the
+//! state directory is empty.
 //!
-//! Needs root, runc, openssl, mmdebstrap and busybox-static (`scripts/setup` installs them).
+//! Needs root, runc, podman, openssl, mmdebstrap and busybox-static (`scripts/setup` installs
+//! them). The broken-configuration scenario makes the hook log to its default file,
+//! `/var/log/cacerts-hook.log`, as it does on a host.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
