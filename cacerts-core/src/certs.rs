@@ -259,7 +259,13 @@ pub fn sanitize(stem: &str) -> String {
 
 fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let f = std::fs::File::open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking: opening a FIFO for reading would otherwise wait for a writer forever (the
+    // type is checked on the open descriptor, so there is no window to swap the file in between).
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32)
+        .open(path)?;
     if !f.metadata()?.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
@@ -285,5 +291,27 @@ mod tests {
         assert_eq!(sanitize("..data"), "data");
         assert_eq!(sanitize("???"), "ca");
         assert_eq!(sanitize("a.b_c-d"), "a.b_c-d");
+    }
+
+    #[test]
+    fn a_fifo_input_is_skipped_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("ca.pem");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let loaded = load(std::slice::from_ref(&fifo));
+        assert!(loaded.certs.is_empty());
+        assert_eq!(loaded.skipped.len(), 1);
+        assert!(
+            loaded.skipped[0].reason.contains("not a regular file"),
+            "{:?}",
+            loaded.skipped
+        );
     }
 }
