@@ -50,6 +50,7 @@ fn cdi_spec_hooks_point_at_the_installed_binary_by_default() {
     names.sort();
     assert_eq!(names, ["createRuntime", "poststop"]);
     assert!(hooks.iter().all(|h| h["path"] == INSTALLED), "{spec}");
+    assert!(hooks.iter().all(|h| h["timeout"] == 10), "{spec}");
 }
 
 #[test]
