@@ -238,7 +238,12 @@ fn one_line(name: &openssl::x509::X509NameRef) -> String {
         .join(", ")
 }
 
-/// Lower-case `[a-z0-9._-]`, other runs become `-`; never empty, never starting with a dot.
+/// Longest name: file names built from it (`cacerts-hook-<name>-<SHA-256 hex>.pem` and the
+/// like) must stay within the 255 bytes a file name may have.
+const MAX_NAME: usize = 64;
+
+/// Lower-case `[a-z0-9._-]`, other runs become `-`; at most [`MAX_NAME`] bytes; never empty,
+/// never starting with a dot.
 pub fn sanitize(stem: &str) -> String {
     let mut out = String::new();
     for c in stem.chars() {
@@ -249,6 +254,8 @@ pub fn sanitize(stem: &str) -> String {
             out.push('-');
         }
     }
+    // ASCII only by now: truncating at any byte is at a character boundary.
+    out.truncate(MAX_NAME);
     let out = out.trim_end_matches(['-', '.']).to_owned();
     if out.is_empty() {
         "ca".into()
@@ -291,6 +298,7 @@ mod tests {
         assert_eq!(sanitize("..data"), "data");
         assert_eq!(sanitize("???"), "ca");
         assert_eq!(sanitize("a.b_c-d"), "a.b_c-d");
+        assert_eq!(sanitize(&"ab-".repeat(100)), "ab-".repeat(21) + "a");
     }
 
     #[test]
