@@ -10,7 +10,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use cacerts_core::certs::{self, Loaded, Skipped};
+use cacerts_core::installer::{self, Settings};
+use cacerts_core::{install, ContainerRoot};
+use cacerts_testkit::build;
 use cacerts_testkit::ca::{openssl_cli, TestCa};
+use cacerts_testkit::fixtures::{self, Base};
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
 use openssl::ec::{EcGroup, EcKey};
@@ -561,6 +565,12 @@ fn names_are_sanitised_file_stems() {
     );
     assert!(name.starts_with("very-long-name-very-long-name"), "{name}");
     usable(name);
+    // And installs: every file named after it fits.
+    let rootfs = tempfile::tempdir().unwrap();
+    build(rootfs.path(), &fixtures::debian(&Base::new()));
+    let root = ContainerRoot::open(rootfs.path()).unwrap();
+    let (_, plan) = installer::plan(&root, &loaded.certs, &Settings::default()).unwrap();
+    install(&root, &plan, &dir.path().join("journal"), &Default::default()).unwrap();
 }
 
 fn usable(name: &str) {
