@@ -16,7 +16,11 @@ use std::path::{Path, PathBuf};
 
 use openssl::asn1::Asn1Time;
 use openssl::hash::MessageDigest;
+use openssl::pkey::PKey;
 use openssl::x509::X509;
+
+/// Why a file holding a private key (PEM, or DER in PKCS#8 or the traditional forms) is skipped.
+const HOLDS_KEY: &str = "holds a private key; give the CA certificate alone (never a key) and keep the key secret";
 
 /// Largest input file accepted (a bundle of 15,000 certificates is about 21 MB).
 const MAX_INPUT: u64 = 64 << 20;
@@ -135,10 +139,7 @@ fn load_file(path: &Path, seen: &mut HashSet<[u8; 32]>, out: &mut Loaded) {
         Err(e) => return skip(out, format!("cannot read: {e}")),
     };
     if contains(&bytes, b"PRIVATE KEY-----") {
-        return skip(
-            out,
-            "holds a private key; give the CA certificate alone (never a key) and keep the key secret".into(),
-        );
+        return skip(out, HOLDS_KEY.into());
     }
     let certs = if contains(&bytes, b"-----BEGIN CERTIFICATE-----") || contains(&bytes, b"-----BEGIN TRUSTED") {
         match X509::stack_from_pem(&bytes) {
@@ -149,6 +150,7 @@ fn load_file(path: &Path, seen: &mut HashSet<[u8; 32]>, out: &mut Loaded) {
     } else {
         match X509::from_der(&bytes) {
             Ok(c) => vec![c],
+            Err(_) if PKey::private_key_from_der(&bytes).is_ok() => return skip(out, HOLDS_KEY.into()),
             Err(_) => return skip(out, "neither PEM certificates nor a DER certificate".into()),
         }
     };
