@@ -271,7 +271,11 @@ fn a_directory_of_mixed_files() {
 
     let loaded = load(std::slice::from_ref(&dir));
     assert!(loaded.skipped.is_empty(), "{:?}", loaded.skipped);
-    assert_eq!(names(&loaded), ["a", "b", "c-der", "ca", "d-link"], "sorted by file name");
+    assert_eq!(
+        names(&loaded),
+        ["a", "b", "c-der", "ca", "d-link"],
+        "sorted by file name"
+    );
     let ders: Vec<&Vec<u8>> = loaded.certs.iter().map(|c| &c.der).collect();
     assert_eq!(ders, [&a.der, &b.der, &c.der, &secret.der, &d.der]);
     assert_eq!(
@@ -285,7 +289,11 @@ fn a_directory_of_mixed_files() {
     }
 
     // A bad file among them is reported by name; the rest still load.
-    let bad = write(&dir, "broken.pem", b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n");
+    let bad = write(
+        &dir,
+        "broken.pem",
+        b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+    );
     let loaded = load(std::slice::from_ref(&dir));
     assert_eq!(loaded.certs.len(), 5);
     skipped(&loaded, &bad);
@@ -449,10 +457,7 @@ fn unparseable_and_empty_files_are_skipped() {
             b"-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n".to_vec(),
         ),
         ("corrupted.pem", bad_body.into_bytes()),
-        (
-            "truncated.pem",
-            good.pem.as_bytes()[..good.pem.len() / 2].to_vec(),
-        ),
+        ("truncated.pem", good.pem.as_bytes()[..good.pem.len() / 2].to_vec()),
         ("random.bin", noise),
         ("truncated.der", good.der[..good.der.len() - 10].to_vec()),
         ("empty.pem", Vec::new()),
@@ -506,7 +511,12 @@ fn missing_and_unreadable_paths_are_skipped_without_hanging() {
     mkfifo(&fifo);
     let dangling = dir.path().join("dangling.pem");
     symlink("nowhere.pem", &dangling).unwrap();
-    let inputs = [missing.clone(), fifo.clone(), dangling.clone(), good.write(dir.path(), "good.pem")];
+    let inputs = [
+        missing.clone(),
+        fifo.clone(),
+        dangling.clone(),
+        good.write(dir.path(), "good.pem"),
+    ];
     let loaded = load(&inputs);
     assert_eq!(names(&loaded), ["good"]);
     assert!(skipped(&loaded, &missing).reason.contains("cannot read"));
@@ -532,7 +542,10 @@ fn names_are_sanitised_file_stems() {
     let cases: Vec<(&OsStr, &str)> = vec![
         (OsStr::new("Corp Root CA (2024).pem"), "corp-root-ca-2024"),
         (OsStr::new("  spaced   out  .crt"), "spaced-out"),
-        (OsStr::new("Zertifizierungsstelle Ärzte.pem"), "zertifizierungsstelle-rzte"),
+        (
+            OsStr::new("Zertifizierungsstelle Ärzte.pem"),
+            "zertifizierungsstelle-rzte",
+        ),
         (OsStr::new("证书.pem"), "ca"),
         (OsStr::new(".hidden-root.pem"), "hidden-root"),
         (OsStr::new("..data.pem"), "data"),
@@ -579,7 +592,10 @@ fn usable(name: &str) {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)),
         "{name}"
     );
-    assert!(!name.is_empty() && !name.starts_with('.') && !name.ends_with(['.', '-']), "{name}");
+    assert!(
+        !name.is_empty() && !name.starts_with('.') && !name.ends_with(['.', '-']),
+        "{name}"
+    );
 }
 
 /// The subject hash we name links after is what `openssl x509 -subject_hash` prints for the same
@@ -593,8 +609,7 @@ fn subject_hash_matches_the_openssl_cli() {
     n.append_entry_by_nid(Nid::ORGANIZATIONNAME, "  Müller   &  SÖHNE  GmbH ")
         .unwrap();
     n.append_entry_by_nid(Nid::ORGANIZATIONALUNITNAME, "PKI").unwrap();
-    n.append_entry_by_nid(Nid::COMMONNAME, "Müller ROOT  CA 2024")
-        .unwrap();
+    n.append_entry_by_nid(Nid::COMMONNAME, "Müller ROOT  CA 2024").unwrap();
     let name = n.build();
     let mut b = X509::builder().unwrap();
     b.set_version(2).unwrap();
