@@ -8,7 +8,8 @@
 //! Only CA certificates are kept: `basicConstraints` with `CA:TRUE`, or a self-signed version 1
 //! root (which predates extensions). A file that fails to parse, holds a private key, or a
 //! certificate that is not a CA or has expired, is skipped with a reason naming the file; the
-//! others still go in. The same certificate given twice is kept once.
+//! others still go in. The same certificate given twice is kept once. `TRUSTED CERTIFICATE`
+//! blocks (OpenSSL's form, with trust settings an anchor cannot keep) are reported, not loaded.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -21,6 +22,9 @@ use openssl::x509::X509;
 
 /// Why a file holding a private key (PEM, or DER in PKCS#8 or the traditional forms) is skipped.
 const HOLDS_KEY: &str = "holds a private key; give the CA certificate alone (never a key) and keep the key secret";
+
+/// The start of a PEM block in OpenSSL's trusted form (certificate and trust settings).
+const TRUSTED_BEGIN: &[u8] = b"-----BEGIN TRUSTED CERTIFICATE-----";
 
 /// Largest input file accepted (a bundle of 15,000 certificates is about 21 MB).
 const MAX_INPUT: u64 = 64 << 20;
@@ -141,9 +145,26 @@ fn load_file(path: &Path, seen: &mut HashSet<[u8; 32]>, out: &mut Loaded) {
     if contains(&bytes, b"PRIVATE KEY-----") {
         return skip(out, HOLDS_KEY.into());
     }
-    let certs = if contains(&bytes, b"-----BEGIN CERTIFICATE-----") || contains(&bytes, b"-----BEGIN TRUSTED") {
+    // OpenSSL's `TRUSTED CERTIFICATE` blocks carry trust settings (which may reject purposes)
+    // that an anchor cannot express, and the PEM reader passes over them without a word: report
+    // them, and load the plain blocks beside them.
+    let trusted = bytes
+        .windows(TRUSTED_BEGIN.len())
+        .filter(|w| *w == TRUSTED_BEGIN)
+        .count();
+    if trusted > 0 {
+        skip(
+            out,
+            format!(
+                "{trusted} TRUSTED CERTIFICATE block(s) not loaded: their OpenSSL trust settings cannot be \
+                 kept; give plain CERTIFICATE blocks"
+            ),
+        );
+    }
+    let certs = if contains(&bytes, b"-----BEGIN CERTIFICATE-----") || trusted > 0 {
         match X509::stack_from_pem(&bytes) {
             Ok(c) if !c.is_empty() => c,
+            Ok(_) if trusted > 0 => return,
             Ok(_) => return skip(out, "no certificate in the PEM data".into()),
             Err(e) => return skip(out, format!("not valid PEM certificate data ({e})")),
         }
