@@ -637,9 +637,10 @@ fn subject_hash_matches_the_openssl_cli() {
 }
 
 /// OpenSSL's `TRUSTED CERTIFICATE` form (`openssl x509 -trustout`, RHEL's `ca-bundle.trust.crt`)
-/// is never dropped silently: a file holding one is either loaded or reported.
+/// carries trust settings an anchor cannot keep (a rejected purpose, say): such blocks are not
+/// loaded, and never dropped silently; the plain blocks beside them still load.
 #[test]
-fn a_trusted_certificate_block_is_not_dropped_silently() {
+fn a_trusted_certificate_block_is_reported_not_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let plain = TestCa::new("Plain CA");
     let trusted = TestCa::new("Trusted Form CA");
@@ -647,16 +648,16 @@ fn a_trusted_certificate_block_is_not_dropped_silently() {
     let mixed = write(
         dir.path(),
         "mixed.pem",
-        [plain.pem.clone(), trusted.trusted_pem()].concat(),
+        [trusted.trusted_pem(), plain.pem.clone(), trusted.trusted_pem()].concat(),
     );
-    for path in [only, mixed] {
-        let loaded = load(std::slice::from_ref(&path));
-        let has_trusted = loaded.certs.iter().any(|c| sha256_hex(&c.der) == trusted.sha256);
-        assert!(
-            has_trusted || !loaded.skipped.is_empty(),
-            "{}: the TRUSTED CERTIFICATE block vanished: loaded {:?}",
-            path.display(),
-            names(&loaded)
-        );
-    }
+    let loaded = load(std::slice::from_ref(&only));
+    assert!(loaded.certs.is_empty(), "{:?}", names(&loaded));
+    let s = skipped(&loaded, &only);
+    assert!(s.reason.contains("1 TRUSTED CERTIFICATE block"), "{s}");
+
+    let loaded = load(std::slice::from_ref(&mixed));
+    assert_eq!(names(&loaded), ["mixed"]);
+    assert_eq!(loaded.certs[0].der, plain.der);
+    let s = skipped(&loaded, &mixed);
+    assert!(s.reason.contains("2 TRUSTED CERTIFICATE block"), "{s}");
 }
