@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use cacerts_core::distro::Family;
 use cacerts_core::installer::{self, Settings};
@@ -14,6 +14,8 @@ use cacerts_testkit::ca::{cert_set, first_cert, TestCa};
 use cacerts_testkit::fixtures::{self, Base};
 use cacerts_testkit::rootfs::debian_rootfs;
 use cacerts_testkit::{age, build, resolve, Snapshot};
+use openssl::hash::MessageDigest;
+use openssl::x509::X509;
 
 const NAME: &str = "cacerts-hook-corp-root";
 
@@ -115,6 +117,177 @@ fn debian_matches_update_ca_certificates() {
 
     let (_, again) = installer::plan(&root, &loaded.certs, &Settings::default()).unwrap();
     assert!(again.is_empty(), "{:?}", again.changes);
+    let report = uninstall(&root, &journal).unwrap();
+    assert!(report.kept.is_empty(), "{:?}", report.kept);
+    before.assert_same(&Snapshot::take(&ours), "after uninstall");
+}
+
+/// Mounts `proc` on `<root>/proc` for a chroot, and unmounts it when dropped (also when an
+/// assertion fails), before the scratch tree is removed.
+struct ProcMount(PathBuf);
+
+impl ProcMount {
+    fn new(root: &Path) -> ProcMount {
+        let at = root.join("proc");
+        run(Command::new("mount").args(["-t", "proc", "proc"]).arg(&at));
+        ProcMount(at)
+    }
+}
+
+impl Drop for ProcMount {
+    fn drop(&mut self) {
+        let ok = Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// Alias -> (entry type, SHA-256 of the certificate, hex) of every entry of a Java keystore, as
+/// the host's real `keytool -list -rfc` reads it.
+fn keytool_entries(store: &Path) -> BTreeMap<String, (String, String)> {
+    let out = Command::new("keytool")
+        .args(["-list", "-rfc", "-storepass", "changeit", "-keystore"])
+        .arg(store)
+        .stdin(Stdio::null())
+        .output()
+        .expect("keytool must be installed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "keytool -list {}: {text}{}",
+        store.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let count: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Your keystore contains "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no entry count from keytool:\n{text}"));
+    let (begin, end) = ("-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----");
+    let mut entries = BTreeMap::new();
+    for chunk in text.split("Alias name: ").skip(1) {
+        let alias = chunk.lines().next().unwrap().trim().to_owned();
+        let kind = chunk
+            .lines()
+            .find_map(|l| l.strip_prefix("Entry type: "))
+            .unwrap_or_else(|| panic!("{alias}: no entry type"))
+            .trim()
+            .to_owned();
+        let (Some(a), Some(b)) = (chunk.find(begin), chunk.find(end)) else {
+            panic!("{alias}: no certificate in keytool's output");
+        };
+        let cert = X509::from_pem(chunk[a..b + end.len()].as_bytes()).unwrap();
+        let fp = hex::encode(cert.digest(MessageDigest::sha256()).unwrap());
+        assert!(entries.insert(alias.clone(), (kind, fp)).is_none(), "{alias} twice");
+    }
+    assert_eq!(entries.len(), count, "every entry of {} parsed", store.display());
+    entries
+}
+
+/// Our install next to Debian's own tools for the Java trust store: on one copy of a real
+/// bookworm rootfs with `ca-certificates-java`, our install; on a second copy, the same anchor in
+/// `/usr/local/share/ca-certificates/` and the real `update-ca-certificates` in a chroot, whose
+/// `jks-keystore` hook has the ca-certificates-java trigger run Java (which needs `/proc`,
+/// mounted for the run) to add the certificate to `/etc/ssl/certs/java/cacerts`.
+///
+/// The rootfs includes `default-jre-headless`: on bookworm `ca-certificates-java` depends on
+/// `ca-certificates` only, and without a JRE its trigger stops at "No JRE found" and no Java
+/// store exists at all.
+///
+/// Compared through the host's `keytool`: the same set of certificates, every entry a
+/// `trustedCertEntry`, every entry that was there before unchanged under its alias. What
+/// legitimately differs: the new entry's alias (`debian:<anchor name>.pem` from Debian's tool,
+/// `cacerts-hook-<name>` from ours) and its creation date; and the file's bytes, since Debian's
+/// tool has Java's `KeyStore.store` write the whole file again while ours keeps every existing
+/// entry's bytes and adds one, so the entries' layout and the integrity digest differ.
+#[test]
+fn debian_java_store_matches_update_ca_certificates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = tmp.path().join("ours");
+    let theirs = tmp.path().join("theirs");
+    debian_rootfs(
+        &ours,
+        "bookworm",
+        &["ca-certificates", "ca-certificates-java", "default-jre-headless"],
+    );
+    run(Command::new("cp").arg("-a").arg(&ours).arg(&theirs));
+    age(&ours);
+    let before = Snapshot::take(&ours);
+    let store = "etc/ssl/certs/java/cacerts";
+    let original = keytool_entries(&ours.join(store));
+    assert!(original.len() > 100, "{} entries", original.len());
+    assert!(
+        original.keys().all(|a| a.starts_with("debian:")),
+        "{:?}",
+        original.keys()
+    );
+    let jks_magic = [0xfe, 0xed, 0xfe, 0xed];
+    assert_eq!(
+        std::fs::read(ours.join(store)).unwrap()[..4],
+        jks_magic,
+        "JKS on bookworm"
+    );
+
+    let ca = TestCa::new("Corp Root CA");
+    let loaded = certs::load(&[ca.write(tmp.path(), "corp-root.pem")]);
+    let root = ContainerRoot::open(&ours).unwrap();
+    let journal = tmp.path().join("journal");
+    let (detection, report) = installer::install_certs(
+        &root,
+        &loaded.certs,
+        &Settings::default(),
+        &journal,
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(detection.family, Family::Debian);
+    assert!(detection.skipped.is_empty(), "{:?}", detection.skipped);
+    assert!(
+        report.edited.contains(&PathBuf::from(format!("/{store}"))),
+        "{:?}",
+        report.edited
+    );
+
+    let anchor = format!("usr/local/share/ca-certificates/{NAME}.crt");
+    std::fs::copy(ours.join(&anchor), theirs.join(&anchor)).unwrap();
+    {
+        let _proc = ProcMount::new(&theirs);
+        run(Command::new("chroot")
+            .arg(&theirs)
+            .arg("update-ca-certificates")
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"));
+    }
+
+    let (a, b) = (keytool_entries(&ours.join(store)), keytool_entries(&theirs.join(store)));
+    let fingerprints =
+        |m: &BTreeMap<String, (String, String)>| -> BTreeSet<String> { m.values().map(|(_, fp)| fp.clone()).collect() };
+    assert_eq!(fingerprints(&a), fingerprints(&b), "the same certificates");
+    assert!(fingerprints(&a).contains(&ca.sha256));
+    assert_eq!(a.len(), original.len() + 1);
+    assert_eq!(b.len(), original.len() + 1);
+    let entry = ("trustedCertEntry".to_owned(), ca.sha256.clone());
+    let (mut a, mut b) = (a, b);
+    assert_eq!(a.remove(NAME), Some(entry.clone()), "ours: {NAME}");
+    assert_eq!(
+        b.remove(&format!("debian:{NAME}.pem")),
+        Some(entry),
+        "Debian's alias for the anchor"
+    );
+    assert_eq!(a, original, "every other entry of ours as it was");
+    assert_eq!(b, original, "every other entry of Debian's as it was");
+    assert_eq!(std::fs::read(ours.join(store)).unwrap()[..4], jks_magic, "still JKS");
+    for jdk in ["default-java", "java-17-openjdk-amd64"] {
+        let link = ours.join(format!("usr/lib/jvm/{jdk}/lib/security/cacerts"));
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            Path::new("/etc/ssl/certs/java/cacerts"),
+            "the JDK's link to the shared store stays a link"
+        );
+    }
+
     let report = uninstall(&root, &journal).unwrap();
     assert!(report.kept.is_empty(), "{:?}", report.kept);
     before.assert_same(&Snapshot::take(&ours), "after uninstall");
