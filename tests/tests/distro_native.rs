@@ -178,7 +178,7 @@ fn keytool_entries(store: &Path) -> BTreeMap<String, (String, String)> {
         let (Some(a), Some(b)) = (chunk.find(begin), chunk.find(end)) else {
             panic!("{alias}: no certificate in keytool's output");
         };
-        let cert = X509::from_pem(chunk[a..b + end.len()].as_bytes()).unwrap();
+        let cert = X509::from_pem(&chunk.as_bytes()[a..b + end.len()]).unwrap();
         let fp = hex::encode(cert.digest(MessageDigest::sha256()).unwrap());
         assert!(entries.insert(alias.clone(), (kind, fp)).is_none(), "{alias} twice");
     }
