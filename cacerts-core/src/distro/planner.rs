@@ -392,7 +392,8 @@ pub fn cert_ders(bytes: &[u8]) -> Vec<Vec<u8>> {
             continue;
         }
         any_block = true;
-        let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        // Base64 is ASCII: only ASCII white space is taken out.
+        let b64: String = body.split_ascii_whitespace().collect();
         if let Some(der) = openssl::base64::decode_block(&b64)
             .ok()
             .and_then(|der| first_element(&der).map(<[u8]>::to_vec))
