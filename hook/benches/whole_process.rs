@@ -692,7 +692,16 @@ impl Bench {
         }
         let befores: Vec<Snapshot> = cases.iter().map(|c| Snapshot::take(&c.1)).collect();
         eprintln!("bench: scale: {} interleaved rounds", self.runs);
-        let rec = interleave(self.runs, cases.len(), |k, rec| {
+        let cas_1000 = bench::local_cas(1000);
+        let cp_dir = self.dir("scale-cp");
+        let rec = interleave(self.runs, cases.len() + 1, |k, rec| {
+            if k == cases.len() {
+                // The floor of writing 1,000 small files on this file system.
+                let dest = cp_dir.join("cas");
+                rec.push("cp -r", Cmd::new("cp").arg("-r").arg(&cas_1000).arg(&dest).time());
+                std::fs::remove_dir_all(&dest).expect("remove the copy");
+                return;
+            }
             let (name, root, cas, ..) = &cases[k];
             let journal = self.journal(&format!("scale-{k}"));
             rec.push(&format!("{name} install"), Cmd::install(root, cas, &journal).time());
@@ -736,6 +745,10 @@ impl Bench {
                 fmt_mib(peak)
             );
         }
+        println!(
+            "| floor: `cp -r` of the 1000 CA files (one process) | | {} | | | |",
+            fmt_ms(rec.median("cp -r"))
+        );
         println!();
         // Marginal costs: per CA between 1 and 1,000, per bundle certificate between 150 and 15,000.
         let per_ca =
