@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use cacerts_core::installer::{self, Settings};
-use cacerts_core::{install, journal, uninstall, Change, ContainerRoot, Options, Plan, Report};
+use cacerts_core::{install, journal, uninstall_with, Change, ContainerRoot, Options, Plan, Report};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, OPT_OUT_ANNOTATION};
@@ -187,7 +187,7 @@ fn create_runtime(config: &Config, state: &State, out: &SharedOutcome) -> Result
             },
         )?;
     }
-    let report = install(&root, &plan, &journal, &Options::default())?;
+    let report = install(&root, &plan, &journal, &options_for(&journal))?;
     set(out, |o| {
         o.changes = report.created.len() + report.edited.len();
         o.recovered |= report.recovered;
@@ -228,7 +228,7 @@ pub fn recover(root: &ContainerRoot, journal: &Path) -> Result<bool> {
     if journal::recorded_rootfs(journal)?.is_none() {
         return Ok(false);
     }
-    uninstall(root, journal)?;
+    uninstall_with(root, journal, &options_for(journal))?;
     Ok(true)
 }
 
@@ -243,7 +243,35 @@ pub fn undo_journal(path: &Path) -> Result<Option<Report>> {
         return Ok(Some(Report::default()));
     }
     let root = ContainerRoot::open(&rootfs)?;
-    Ok(Some(uninstall(&root, path)?))
+    Ok(Some(uninstall_with(&root, path, &options_for(path))?))
+}
+
+/// The options for an install or uninstall journaled at `journal`: files written into the root
+/// are flushed before they are renamed into place (`durable`) unless the journal is on a tmpfs.
+///
+/// A host crash loses a journal on a tmpfs (`/run`, the default state directory), and with it
+/// any way to undo or even find the changes; flushing the root's files first would make them
+/// survive the crash, which only leaves more behind. So there it buys nothing, and it costs a
+/// disk flush per file. Elsewhere the journal survives a crash, and so must the files it
+/// describes. The journal itself is flushed before every change either way.
+pub fn options_for(journal: &Path) -> Options {
+    let mut options = Options::default();
+    options.durable = !on_tmpfs(journal);
+    options
+}
+
+/// `TMPFS_MAGIC` from `linux/magic.h`.
+const TMPFS_MAGIC: u64 = 0x0102_1994;
+
+/// Whether the nearest existing directory above `path` is on a tmpfs. Unknown counts as not.
+fn on_tmpfs(path: &Path) -> bool {
+    let Ok(path) = std::path::absolute(path) else {
+        return false;
+    };
+    path.ancestors()
+        .skip(1)
+        .find_map(|dir| rustix::fs::statfs(dir).ok())
+        .is_some_and(|s| s.f_type as u64 == TMPFS_MAGIC)
 }
 
 /// Whether `path` exists; an error other than "not found" counts as existing (keep, not delete).
@@ -365,5 +393,17 @@ pub fn remove_if_exists(path: &Path) -> Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durable_unless_the_journal_is_on_a_tmpfs() {
+        // /dev/shm is a tmpfs on every Linux host this runs on; the sources are not.
+        assert!(!options_for(Path::new("/dev/shm/no-such-dir/c1.journal")).durable);
+        assert!(options_for(&Path::new(env!("CARGO_MANIFEST_DIR")).join("target-x/c1.journal")).durable);
     }
 }

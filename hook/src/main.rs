@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use cacerts_core::installer::{self, Settings};
-use cacerts_core::{uninstall, ContainerRoot, Options, Report};
+use cacerts_core::{uninstall_with, ContainerRoot, Report};
 use clap::Parser;
 use serde_json::json;
 
@@ -177,7 +177,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             settings.create_store_when_none = config.create_store_when_none;
             settings.env = env.clone();
             let (detection, report) =
-                installer::install_certs(&root, &loaded.certs, &settings, journal, &Options::default())?;
+                installer::install_certs(&root, &loaded.certs, &settings, journal, &hook::options_for(journal))?;
             if report.recovered {
                 println!("rolled back the earlier install recorded in {}", journal.display());
             }
@@ -190,7 +190,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Uninstall { rootfs, journal } => {
             let root = ContainerRoot::open(rootfs)?;
-            let report = uninstall(&root, journal)?;
+            let report = uninstall_with(&root, journal, &hook::options_for(journal))?;
             print_report(&report);
             Ok(ExitCode::SUCCESS)
         }

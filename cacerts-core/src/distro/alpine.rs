@@ -37,7 +37,7 @@ fn plan(p: &mut Planner<'_>) -> Result<()> {
     if trusted.is_none() && !p.create_store {
         return Ok(());
     }
-    let todo = p.untrusted(trusted.as_ref());
+    let todo = p.untrusted(trusted.as_deref());
     if todo.is_empty() {
         return Ok(());
     }

@@ -44,7 +44,7 @@ pub fn plan(p: &mut Planner<'_>, l: &Layout) -> Result<()> {
     if trusted.is_none() && !p.create_store {
         return Ok(());
     }
-    let todo = p.untrusted(trusted.as_ref());
+    let todo = p.untrusted(trusted.as_deref());
     if todo.is_empty() {
         return Ok(());
     }

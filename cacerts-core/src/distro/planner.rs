@@ -2,8 +2,10 @@
 //! collide with nothing, append to bundles, create anchors and hash links. Only reads go to the
 //! root; everything else becomes a [`Change`] in the plan.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use openssl::hash::{hash, MessageDigest};
 use openssl::nid::Nid;
@@ -45,6 +47,8 @@ pub struct Planner<'a> {
     claimed: HashSet<PathBuf>,
     /// Canonical paths of the files this plan appends to or creates as bundles.
     bundles: HashSet<PathBuf>,
+    /// What the bundles read so far hold, by canonical path: each file is read and scanned once.
+    held: RefCell<HashMap<PathBuf, Rc<Fingerprints>>>,
 }
 
 impl<'a> Planner<'a> {
@@ -57,6 +61,7 @@ impl<'a> Planner<'a> {
             plan: Plan::new(),
             claimed: HashSet::new(),
             bundles: HashSet::new(),
+            held: RefCell::new(HashMap::new()),
         }
     }
 
@@ -88,12 +93,19 @@ impl<'a> Planner<'a> {
     }
 
     /// The certificates a bundle holds; `None` when there is no regular file at `path`.
-    /// Anything but a regular file there (a FIFO, a device) is refused with an error.
-    pub fn bundle(&self, path: &str) -> Result<Option<Fingerprints>> {
-        match self.root.metadata(path)? {
-            None => Ok(None),
-            Some(_) => Ok(Some(fingerprints(&self.root.read_file(path)?))),
+    /// Anything but a regular file there (a FIFO, a device) is refused with an error. A file is
+    /// read once per plan, whatever the names it is asked for under.
+    pub fn bundle(&self, path: &str) -> Result<Option<Rc<Fingerprints>>> {
+        if self.root.metadata(path)?.is_none() {
+            return Ok(None);
         }
+        let physical = self.root.canonicalize(path)?;
+        if let Some(held) = self.held.borrow().get(&physical) {
+            return Ok(Some(Rc::clone(held)));
+        }
+        let held = Rc::new(fingerprints(&self.root.read_file(&physical)?));
+        self.held.borrow_mut().insert(physical, Rc::clone(&held));
+        Ok(Some(held))
     }
 
     /// The certificates not in `trusted` (all of them when there is no bundle).
@@ -108,13 +120,18 @@ impl<'a> Planner<'a> {
     /// through several names is changed once. Returns false (and plans nothing) when there is no
     /// file at `path`.
     pub fn append(&mut self, path: &str, certs: &[&CaCert], form: Form) -> Result<bool> {
+        if !self.is_file(path) {
+            // Refuses a FIFO or device with an error, as reading it would.
+            return Ok(self.bundle(path)?.is_some());
+        }
+        let physical = self.root.canonicalize(path)?;
+        if self.bundles.contains(&physical) {
+            return Ok(true);
+        }
         let Some(held) = self.bundle(path)? else {
             return Ok(false);
         };
-        let physical = self.root.canonicalize(path)?;
-        if !self.bundles.insert(physical) {
-            return Ok(true);
-        }
+        self.bundles.insert(physical);
         let text: Vec<u8> = certs
             .iter()
             .filter(|c| !held.contains(&c.sha256))
@@ -217,7 +234,10 @@ impl<'a> Planner<'a> {
                 used.insert(n);
                 let path = Path::new(dir).join(&*name);
                 if let Ok(bytes) = self.root.read_file(&path) {
-                    if first_cert(&bytes).is_some_and(|c| sha1(&c) == Some(cert.sha1)) {
+                    if cert_ders(&bytes)
+                        .first()
+                        .is_some_and(|der| openssl::sha::sha1(der) == cert.sha1)
+                    {
                         linked = true;
                     }
                 }
@@ -300,10 +320,6 @@ fn subject_hash_old(cert: &CaCert) -> Option<u32> {
     Some(u32::from_le_bytes([md[0], md[1], md[2], md[3]]))
 }
 
-fn sha1(cert: &X509) -> Option<[u8; 20]> {
-    cert.digest(MessageDigest::sha1()).ok()?.as_ref().try_into().ok()
-}
-
 /// Every certificate in a file, PEM blocks (`CERTIFICATE`, `X509 CERTIFICATE`,
 /// `TRUSTED CERTIFICATE`) or a single DER certificate; blocks that do not decode are skipped.
 pub fn certificates(bytes: &[u8]) -> Vec<X509> {
@@ -346,18 +362,77 @@ pub fn certificates(bytes: &[u8]) -> Vec<X509> {
     out
 }
 
-fn first_cert(bytes: &[u8]) -> Option<X509> {
-    certificates(bytes).into_iter().next()
+/// The DER encoding of every certificate in a file, found as [`certificates`] finds them but not
+/// parsed: the first DER element of each block's decoded body (a trusted certificate's trust
+/// settings follow it), or of the file when it has no PEM block.
+///
+/// A block that decodes to something other than a certificate yields bytes no certificate of
+/// ours hashes to, so fingerprints taken from these are those [`certificates`] finds, for
+/// DER-encoded certificates. A certificate in a BER encoding (which OpenSSL would re-encode) is
+/// not recognised; an install then appends a duplicate, which is harmless.
+pub fn cert_ders(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = Vec::new();
+    let mut rest: &str = &text;
+    let mut any_block = false;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        rest = &rest[start + 11..];
+        let Some(label_end) = rest.find("-----") else {
+            break;
+        };
+        let label = &rest[..label_end];
+        rest = &rest[label_end + 5..];
+        let end_marker = format!("-----END {label}-----");
+        let Some(end) = rest.find(&end_marker) else {
+            break;
+        };
+        let body = &rest[..end];
+        rest = &rest[end + end_marker.len()..];
+        if !matches!(label, "CERTIFICATE" | "X509 CERTIFICATE" | "TRUSTED CERTIFICATE") {
+            continue;
+        }
+        any_block = true;
+        // Base64 is ASCII: only ASCII white space is taken out.
+        let b64: String = body.split_ascii_whitespace().collect();
+        if let Some(der) = openssl::base64::decode_block(&b64)
+            .ok()
+            .and_then(|der| first_element(&der).map(<[u8]>::to_vec))
+        {
+            out.push(der);
+        }
+    }
+    if !any_block {
+        out.extend(first_element(bytes).map(<[u8]>::to_vec));
+    }
+    out
 }
 
-/// Fingerprints of every certificate in a file.
+/// The first DER element of `der` when it is a SEQUENCE that fits (definite length, at most
+/// four length bytes).
+fn first_element(der: &[u8]) -> Option<&[u8]> {
+    if der.first() != Some(&0x30) {
+        return None;
+    }
+    let first = *der.get(1)?;
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let len = der
+            .get(2..2 + n)?
+            .iter()
+            .fold(0usize, |acc, b| acc << 8 | usize::from(*b));
+        (len, 2 + n)
+    };
+    der.get(..header.checked_add(len)?)
+}
+
+/// Fingerprints (SHA-256 of the DER) of every certificate in a file.
 pub fn fingerprints(bytes: &[u8]) -> Fingerprints {
-    certificates(bytes)
-        .iter()
-        .filter_map(|x| x.to_der().ok())
-        .filter_map(|der| hash(MessageDigest::sha256(), &der).ok())
-        .filter_map(|d| d.as_ref().try_into().ok())
-        .collect()
+    cert_ders(bytes).iter().map(|der| openssl::sha::sha256(der)).collect()
 }
 
 #[cfg(test)]
@@ -372,9 +447,27 @@ mod tests {
     }
 
     #[test]
+    fn fingerprints_without_parsing_match_openssl() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIBVzCB/qADAgECAhQ=\n-----END CERTIFICATE-----\n";
+        // Not a whole certificate: its first element claims more bytes than there are.
+        assert!(fingerprints(pem.as_bytes()).is_empty());
+        assert_eq!(
+            first_element(&[0x30, 0x03, 1, 2, 3, 9, 9]),
+            Some(&[0x30, 0x03, 1, 2, 3][..])
+        );
+        assert_eq!(first_element(&[0x30, 0x81, 0x01, 7]), Some(&[0x30, 0x81, 0x01, 7][..]));
+        assert_eq!(first_element(&[0x30, 0x80, 0, 0]), None);
+        assert_eq!(first_element(&[0x31, 0x00]), None);
+        assert_eq!(first_element(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+    }
+
+    #[test]
     fn garbage_has_no_certificates() {
         assert!(certificates(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n").is_empty());
         assert!(certificates(b"-----BEGIN CERTIFICATE-----\nunterminated").is_empty());
         assert!(certificates(&[0x30, 0x82, 0xff]).is_empty());
+        assert!(fingerprints(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n").is_empty());
+        assert!(fingerprints(b"-----BEGIN CERTIFICATE-----\nunterminated").is_empty());
+        assert!(fingerprints(&[0x30, 0x82, 0xff]).is_empty());
     }
 }

@@ -1,0 +1,888 @@
+//! Whole-process benchmarks: what `cacerts-hook` costs as the operator and the runtime see it (a
+//! process started and waited for), side by side with the distributions' own tool, a plain `cp`,
+//! and containers started without the hook.
+//!
+//! Run by `scripts/bench` (`cargo bench -p cacerts-hook --bench whole_process -- [SECTION...]`,
+//! as root). Sections: `whole` (install and uninstall of one CA on three layouts, against
+//! `update-ca-certificates` and `cp`), `runc` (a trivial container with and without the hooks),
+//! `scale` (1 to 1,000 CAs, bundles of 150 to 15,000 certificates), `concurrency` (64 containers
+//! at once). No argument runs them all. `BENCH_RUNS` (default 30) is the number of runs of every
+//! measured command; compared commands run interleaved, in a rotating order, so that the noise
+//! of a shared machine falls on all of them alike. Results are medians; Markdown goes to standard
+//! output, progress to standard error.
+//!
+//! Timings are never asserted; what is asserted is correctness: every command succeeds, every
+//! root filesystem ends as it started, and no journal is left behind.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cacerts_testkit::bench::{self, data_dir};
+use cacerts_testkit::containers::runc_bundle;
+use cacerts_testkit::fixtures::{alpine_bundle, ubi, Base};
+use cacerts_testkit::rootfs::debian_rootfs;
+use cacerts_testkit::{age, build, Node, Snapshot};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cacerts-hook");
+/// The Debian root filesystem: the trust store, its Java key store, and a JRE for the tool's hook.
+const DEBIAN_PACKAGES: &[&str] = &["ca-certificates", "ca-certificates-java", "default-jre-headless"];
+/// Containers started at once in the concurrency section.
+const PARALLEL: usize = 64;
+
+fn main() {
+    let sections: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let wanted = |s: &str| sections.is_empty() || sections.iter().any(|a| a == s);
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "the benchmarks need root (chroot, runc)"
+    );
+    let bench = Bench::new(runs);
+    let mut targets = Targets::default();
+    println!(
+        "{} runs per measurement, interleaved; times are medians in milliseconds.\n",
+        runs
+    );
+    if wanted("whole") {
+        bench.whole(&mut targets);
+    }
+    if wanted("runc") {
+        bench.runc(&mut targets);
+    }
+    if wanted("scale") {
+        bench.scale(&mut targets);
+    }
+    if wanted("concurrency") {
+        bench.concurrency();
+    }
+    targets.print();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring
+
+/// Samples by series name, in the order series first appeared.
+#[derive(Default)]
+struct Rec {
+    series: Vec<(String, Vec<Duration>)>,
+}
+
+impl Rec {
+    fn push(&mut self, name: &str, d: Duration) {
+        match self.series.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => v.push(d),
+            None => self.series.push((name.to_owned(), vec![d])),
+        }
+    }
+
+    fn samples(&self, name: &str) -> &[Duration] {
+        self.series
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or_else(|| panic!("no series {name}"))
+    }
+
+    fn median(&self, name: &str) -> f64 {
+        median(self.samples(name))
+    }
+}
+
+/// Median in milliseconds.
+fn median(v: &[Duration]) -> f64 {
+    let mut ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    let n = ms.len();
+    if n % 2 == 1 {
+        ms[n / 2]
+    } else {
+        (ms[n / 2 - 1] + ms[n / 2]) / 2.0
+    }
+}
+
+/// The p-th percentile (nearest rank) in milliseconds.
+fn percentile(v: &[Duration], p: f64) -> f64 {
+    let mut ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * ms.len() as f64).ceil() as usize;
+    ms[rank.clamp(1, ms.len()) - 1]
+}
+
+/// Runs `f(contestant, rec)` for every contestant, `runs` times, in an order that rotates each
+/// round, so that no contestant always runs first or right after another.
+fn interleave(runs: usize, contestants: usize, mut f: impl FnMut(usize, &mut Rec)) -> Rec {
+    let mut rec = Rec::default();
+    for round in 0..runs {
+        for k in 0..contestants {
+            f((k + round) % contestants, &mut rec);
+        }
+        if (round + 1) % 10 == 0 {
+            eprintln!("  {} of {runs} rounds", round + 1);
+        }
+    }
+    rec
+}
+
+/// A command line.
+#[derive(Clone, Debug)]
+struct Cmd {
+    program: PathBuf,
+    args: Vec<OsString>,
+}
+
+impl Cmd {
+    fn new(program: impl Into<PathBuf>) -> Cmd {
+        Cmd {
+            program: program.into(),
+            args: Vec::new(),
+        }
+    }
+
+    fn arg(mut self, a: impl Into<OsString>) -> Cmd {
+        self.args.push(a.into());
+        self
+    }
+
+    fn hook(sub: &str) -> Cmd {
+        Cmd::new(BIN).arg(sub)
+    }
+
+    fn install(root: &Path, certs: &Path, journal: &Path) -> Cmd {
+        Cmd::hook("install")
+            .arg("--rootfs")
+            .arg(root)
+            .arg("--certs")
+            .arg(certs)
+            .arg("--journal")
+            .arg(journal)
+    }
+
+    fn uninstall(root: &Path, journal: &Path) -> Cmd {
+        Cmd::hook("uninstall")
+            .arg("--rootfs")
+            .arg(root)
+            .arg("--journal")
+            .arg(journal)
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Runs the command to success and returns its wall time (spawn to reaped).
+    fn time(&self) -> Duration {
+        let mut c = self.command();
+        let start = Instant::now();
+        let out = c.output().unwrap_or_else(|e| panic!("{self:?}: {e}"));
+        let took = start.elapsed();
+        assert!(
+            out.status.success(),
+            "{self:?}: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        took
+    }
+
+    /// Runs the command to success under `/usr/bin/time -f %M` and returns its peak resident set
+    /// size in KiB (the kernel's `ru_maxrss` of the reaped child).
+    fn peak_rss_kib(&self, scratch: &Path) -> u64 {
+        let report = scratch.join("rss");
+        let mut c = Command::new("/usr/bin/time");
+        c.args(["-f", "%M", "-o"])
+            .arg(&report)
+            .arg(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let out = c.output().unwrap_or_else(|e| panic!("/usr/bin/time {self:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{self:?}: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&report).expect("read /usr/bin/time report");
+        text.lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected /usr/bin/time output {text:?}"))
+    }
+}
+
+/// Runs `cmd` and panics with its output unless it succeeds.
+#[track_caller]
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {:?}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn fmt_ms(ms: f64) -> String {
+    if ms >= 100.0 {
+        format!("{ms:.0}")
+    } else if ms >= 10.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.2}")
+    }
+}
+
+fn fmt_mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets
+
+#[derive(Default)]
+struct Targets {
+    rows: Vec<(String, String, String, bool)>,
+}
+
+impl Targets {
+    fn check(&mut self, what: &str, target: &str, measured: String, met: bool) {
+        self.rows.push((what.into(), target.into(), measured, met));
+    }
+
+    fn print(&self) {
+        if self.rows.is_empty() {
+            return;
+        }
+        println!("## Targets\n");
+        println!("| what | target | measured | met |");
+        println!("|---|---|---|---|");
+        for (what, target, measured, met) in &self.rows {
+            println!(
+                "| {what} | {target} | {measured} | {} |",
+                if *met { "yes" } else { "**no**" }
+            );
+        }
+        println!();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Set-up
+
+struct Bench {
+    runs: usize,
+    /// Scratch space on the disk that holds `target/` (where images would live).
+    work: PathBuf,
+    /// Scratch space on a tmpfs (where the hook keeps its journals: `/run` on a usual host).
+    run_dir: PathBuf,
+    /// One CA (a file).
+    ca: PathBuf,
+}
+
+impl Bench {
+    fn new(runs: usize) -> Bench {
+        eprintln!("bench: generating or loading the benchmark certificates");
+        let ca = bench::local_cas(1).join("ca-0000.pem");
+        bench::image_pool_file();
+        let work = data_dir().join(format!("work-{}", std::process::id()));
+        let run_dir = PathBuf::from(format!("/dev/shm/cacerts-hook-bench-{}", std::process::id()));
+        for d in [&work, &run_dir] {
+            let _ = std::fs::remove_dir_all(d);
+            std::fs::create_dir_all(d).expect("create scratch directory");
+        }
+        Bench {
+            runs,
+            work,
+            run_dir,
+            ca,
+        }
+    }
+
+    /// A fresh directory under the disk scratch space.
+    fn dir(&self, name: &str) -> PathBuf {
+        let d = self.work.join(name);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("create directory");
+        d
+    }
+
+    /// A journal path on the tmpfs.
+    fn journal(&self, name: &str) -> PathBuf {
+        self.run_dir.join("journals").join(format!("{name}.journal"))
+    }
+
+    /// A fixture root built from `nodes` and aged.
+    fn fixture(&self, name: &str, nodes: &[Node]) -> PathBuf {
+        let root = self.dir(name);
+        build(&root, nodes);
+        age(&root);
+        root
+    }
+
+    /// A hook configuration with one CA, the state on the tmpfs, the log on disk.
+    fn hook_config(&self, name: &str, ca: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        let dir = self.dir(&format!("{name}-config"));
+        let state = self.run_dir.join(format!("{name}-state"));
+        let log = dir.join("hook.log");
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!("certs = [{ca:?}]\nstate_dir = {state:?}\nlog = {log:?}\non_error = \"fail\"\n"),
+        )
+        .expect("write config");
+        (config, state, log)
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+/// `/proc` mounted inside a root filesystem for as long as this lives (the JRE that
+/// ca-certificates-java's hook runs needs it).
+struct ProcMount(PathBuf);
+
+impl ProcMount {
+    fn new(root: &Path) -> ProcMount {
+        let target = root.join("proc");
+        std::fs::create_dir_all(&target).expect("create proc");
+        run(Command::new("mount").args(["-t", "proc", "proc"]).arg(&target));
+        ProcMount(target)
+    }
+}
+
+impl Drop for ProcMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Whether `path` is on a tmpfs.
+fn on_tmpfs(path: &Path) -> bool {
+    rustix::fs::statfs(path).is_ok_and(|s| s.f_type == 0x0102_1994)
+}
+
+/// `/bin/true` for a tiny root: a hard link to the host's static busybox (its `true` applet,
+/// chosen by the link's name), copied when the link crosses file systems.
+fn add_true(root: &Path) {
+    let busybox = Path::new("/bin/busybox");
+    let dest = root.join("bin/true");
+    std::fs::create_dir_all(dest.parent().expect("parent")).expect("create bin");
+    if std::fs::hard_link(busybox, &dest).is_err() {
+        std::fs::copy(busybox, &dest).expect("copy busybox");
+    }
+    for d in ["proc", "dev", "sys", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).expect("create mount point");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sections
+
+impl Bench {
+    /// Install and uninstall of one CA on three layouts, against the distribution's tool and cp.
+    fn whole(&self, targets: &mut Targets) {
+        eprintln!("bench: whole process: building the fixtures");
+        let base = bench::base(150);
+        let alpine = self.fixture("alpine", &alpine_bundle(&base));
+        let rhel = self.fixture("ubi", &ubi(&base));
+        let deb_hook = self.dir("debian-hook");
+        debian_rootfs(&deb_hook, "bookworm", DEBIAN_PACKAGES);
+        let deb_tool = self.dir("debian-tool");
+        debian_rootfs(&deb_tool, "bookworm", DEBIAN_PACKAGES);
+        std::fs::create_dir_all(deb_tool.join("tmp/bench-no-hooks")).expect("mkdir");
+        let _proc = ProcMount::new(&deb_tool);
+        let disk_journals = self.dir("journals");
+        let bundle = alpine.join("etc/ssl/certs/ca-certificates.crt");
+        let cp_dest = self.dir("cp").join("ca-certificates.crt");
+        let anchor = deb_tool.join("usr/local/share/ca-certificates/bench-ca.crt");
+        let uca = |hooks: bool| {
+            let c = Cmd::new("chroot").arg(&deb_tool).arg("update-ca-certificates");
+            if hooks {
+                c
+            } else {
+                c.arg("--hooksdir").arg("/tmp/bench-no-hooks")
+            }
+        };
+        let hook_cases: Vec<(&str, PathBuf, PathBuf)> = vec![
+            ("Alpine", alpine.clone(), self.journal("alpine")),
+            (
+                "Alpine, journal on disk",
+                alpine.clone(),
+                disk_journals.join("alpine.journal"),
+            ),
+            ("Debian", deb_hook.clone(), self.journal("debian")),
+            ("RHEL (UBI)", rhel.clone(), self.journal("ubi")),
+        ];
+        let before: Vec<Snapshot> = [&alpine, &rhel].iter().map(|r| Snapshot::take(r)).collect();
+
+        eprintln!("bench: whole process: {} interleaved rounds", self.runs);
+        let n_hook = hook_cases.len();
+        let rec = interleave(self.runs, n_hook + 3, |k, rec| {
+            if k < n_hook {
+                let (name, root, journal) = &hook_cases[k];
+                rec.push(&format!("{name} install"), Cmd::install(root, &self.ca, journal).time());
+                rec.push(&format!("{name} uninstall"), Cmd::uninstall(root, journal).time());
+            } else if k < n_hook + 2 {
+                let hooks = k == n_hook + 1;
+                let label = if hooks { "with hooks" } else { "without hooks" };
+                std::fs::copy(&self.ca, &anchor).expect("add the CA");
+                rec.push(&format!("uca {label} install"), uca(hooks).time());
+                std::fs::remove_file(&anchor).expect("remove the CA");
+                rec.push(&format!("uca {label} uninstall"), uca(hooks).time());
+            } else {
+                rec.push("cp", Cmd::new("cp").arg(&bundle).arg(&cp_dest).time());
+            }
+        });
+        for (b, root) in before.iter().zip([&alpine, &rhel]) {
+            b.assert_same(&Snapshot::take(root), format!("{} after the runs", root.display()));
+        }
+
+        eprintln!("bench: whole process: peak RSS");
+        let scratch = self.dir("rss");
+        let mut rss = BTreeMap::new();
+        for (name, root, journal) in &hook_cases {
+            let (mut i, mut u) = (0, 0);
+            for _ in 0..3 {
+                i = i.max(Cmd::install(root, &self.ca, journal).peak_rss_kib(&scratch));
+                u = u.max(Cmd::uninstall(root, journal).peak_rss_kib(&scratch));
+            }
+            rss.insert(*name, (i, u));
+        }
+        let cp_rss = Cmd::new("cp").arg(&bundle).arg(&cp_dest).peak_rss_kib(&scratch);
+
+        println!("## Whole process: one CA\n");
+        println!(
+            "`cacerts-hook install --rootfs R --certs CA --journal J`, then `uninstall`: a process \
+             started and reaped, as a runtime runs a hook. Journals on a tmpfs (`{}`, tmpfs: {}) \
+             unless said otherwise; roots on the disk of `target/`. Fixtures: Alpine layout \
+             (`alpine_bundle`, a bundle of {} certificates, {} KiB), RHEL layout (`ubi`, the same \
+             certificates in its three bundles, the OpenSSL bundle and the hash directory), and a \
+             real Debian bookworm root filesystem (mmdebstrap: {}).\n",
+            self.run_dir.display(),
+            on_tmpfs(&self.run_dir),
+            base.cas.len(),
+            std::fs::metadata(&bundle).map(|m| m.len() / 1024).unwrap_or(0),
+            DEBIAN_PACKAGES.join(", "),
+        );
+        println!("| command | median ms | p10 | p90 | peak RSS MiB |");
+        println!("|---|---:|---:|---:|---:|");
+        for (name, _, _) in &hook_cases {
+            for (op, r) in [("install", rss[name].0), ("uninstall", rss[name].1)] {
+                let s = rec.samples(&format!("{name} {op}"));
+                println!(
+                    "| cacerts-hook {op}, {name} | {} | {} | {} | {} |",
+                    fmt_ms(median(s)),
+                    fmt_ms(percentile(s, 10.0)),
+                    fmt_ms(percentile(s, 90.0)),
+                    fmt_mib(r)
+                );
+            }
+        }
+        for hooks in [false, true] {
+            let label = if hooks { "with hooks" } else { "without hooks" };
+            for op in ["install", "uninstall"] {
+                let s = rec.samples(&format!("uca {label} {op}"));
+                let what = if op == "install" { "CA added" } else { "CA removed" };
+                let hooks_note = if hooks {
+                    "update.d hooks run (ca-certificates-java's trigger; see BENCHMARKS.md)"
+                } else {
+                    "`--hooksdir` empty: no Java key store"
+                };
+                println!(
+                    "| `update-ca-certificates` in chroot, Debian, {what}; {hooks_note} | {} | {} | {} | |",
+                    fmt_ms(median(s)),
+                    fmt_ms(percentile(s, 10.0)),
+                    fmt_ms(percentile(s, 90.0)),
+                );
+            }
+        }
+        let s = rec.samples("cp");
+        println!(
+            "| `cp` of the Alpine bundle (floor: one process, one file) | {} | {} | {} | {} |",
+            fmt_ms(median(s)),
+            fmt_ms(percentile(s, 10.0)),
+            fmt_ms(percentile(s, 90.0)),
+            fmt_mib(cp_rss)
+        );
+        println!();
+
+        let deb_i = rec.median("Debian install");
+        let deb_u = rec.median("Debian uninstall");
+        let uca_j = rec.median("uca with hooks install");
+        let uca_nj = rec.median("uca without hooks install");
+        let uca_j_u = rec.median("uca with hooks uninstall");
+        let cp = rec.median("cp");
+        let alp_i = rec.median("Alpine install");
+        let alp_u = rec.median("Alpine uninstall");
+        println!("Ratios of medians, same run:\n");
+        println!(
+            "- `update-ca-certificates` (update.d hooks run) / `cacerts-hook install` on Debian \
+             (which also updates the Java key store): **{:.0}x**",
+            uca_j / deb_i
+        );
+        println!(
+            "- `update-ca-certificates` (without hooks) / `cacerts-hook install` on Debian: **{:.0}x**",
+            uca_nj / deb_i
+        );
+        println!(
+            "- `update-ca-certificates` removing the CA (update.d hooks run) / `cacerts-hook \
+             uninstall` on Debian: **{:.0}x**",
+            uca_j_u / deb_u
+        );
+        println!(
+            "- `cacerts-hook install` on Alpine / `cp` of its bundle: **{:.1}x**; uninstall / cp: **{:.1}x**",
+            alp_i / cp,
+            alp_u / cp
+        );
+        println!(
+            "- Alpine install, journal on disk / on tmpfs: **{:.1}x**\n",
+            rec.median("Alpine, journal on disk install") / alp_i
+        );
+
+        targets.check(
+            "install, 1 CA, Alpine layout",
+            "≤ 1.5 ms",
+            format!("{} ms", fmt_ms(alp_i)),
+            alp_i <= 1.5,
+        );
+        targets.check(
+            "uninstall, 1 CA, Alpine layout",
+            "≤ 1.5 ms",
+            format!("{} ms", fmt_ms(alp_u)),
+            alp_u <= 1.5,
+        );
+        targets.check(
+            "update-ca-certificates (update.d hooks run) / install, Debian",
+            "≥ 300x",
+            format!("{:.0}x", uca_j / deb_i),
+            uca_j / deb_i >= 300.0,
+        );
+        targets.check(
+            "update-ca-certificates (no hooks) / install, Debian",
+            "≥ 300x",
+            format!("{:.0}x", uca_nj / deb_i),
+            uca_nj / deb_i >= 300.0,
+        );
+        let peak = rss.values().map(|(i, u)| *i.max(u)).max().unwrap_or(0);
+        targets.check(
+            "peak RSS, 1 CA, any layout",
+            "≤ 10 MiB",
+            format!("{} MiB", fmt_mib(peak)),
+            peak <= 10 * 1024,
+        );
+    }
+
+    /// `runc run` of `/bin/true` with and without the two hook stages.
+    fn runc(&self, targets: &mut Targets) {
+        eprintln!("bench: runc: building the roots");
+        let base = bench::base(150);
+        let tiny = self.fixture("runc-alpine", &alpine_bundle(&base));
+        add_true(&tiny);
+        let debian = self.dir("runc-debian");
+        debian_rootfs(&debian, "bookworm", DEBIAN_PACKAGES);
+        let (config, state, log) = self.hook_config("runc", &self.ca);
+        let runc_root = self.run_dir.join("runc");
+        let hook = Path::new(BIN);
+        let mut cases = Vec::new();
+        for (name, root) in [("Debian", &debian), ("Alpine layout, static busybox", &tiny)] {
+            let dir = self.dir(&format!("bundles-{}", cases.len()));
+            let plain = runc_bundle(hook, &dir, root, &["/bin/true"], None);
+            let hooked = runc_bundle(hook, &dir, root, &["/bin/true"], Some(&config));
+            cases.push((name, root.clone(), plain, hooked, Snapshot::take(root)));
+        }
+        let mut n = 0;
+        let mut runc = |bundle: &Path| {
+            n += 1;
+            Cmd::new("runc")
+                .arg("--root")
+                .arg(&runc_root)
+                .arg("run")
+                .arg("--bundle")
+                .arg(bundle)
+                .arg(format!("cacerts-bench-{}-{n}", std::process::id()))
+                .time()
+        };
+        eprintln!("bench: runc: {} interleaved rounds", self.runs);
+        let rec = interleave(self.runs, cases.len() * 2, |k, rec| {
+            let (name, _, plain, hooked, _) = &cases[k / 2];
+            if k % 2 == 0 {
+                rec.push(&format!("{name} plain"), runc(plain));
+            } else {
+                rec.push(&format!("{name} hook"), runc(hooked));
+            }
+        });
+        let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(!log_text.contains("result=error"), "hook errors:\n{log_text}");
+        assert_eq!(
+            log_text.matches("stage=createRuntime").count(),
+            self.runs * cases.len(),
+            "one createRuntime per hooked run:\n{log_text}"
+        );
+        assert_no_journals(&state);
+        for (_, root, _, _, before) in &cases {
+            before.assert_same(&Snapshot::take(root), format!("{} after runc runs", root.display()));
+        }
+
+        println!("## `runc run` of a trivial container\n");
+        println!(
+            "`runc run` of `/bin/true` (host network), without hooks and with `createRuntime` + \
+             `poststop` running `cacerts-hook` (one CA, state on tmpfs, log to a file). The \
+             container's lifetime is the whole `runc run`: create, hooks, start, wait, delete.\n"
+        );
+        println!("| root filesystem | without hook ms | with hook ms | added ms | added |");
+        println!("|---|---:|---:|---:|---:|");
+        for (name, ..) in &cases {
+            let plain = rec.median(&format!("{name} plain"));
+            let hooked = rec.median(&format!("{name} hook"));
+            println!(
+                "| {name} | {} | {} | {} | {:+.1} % |",
+                fmt_ms(plain),
+                fmt_ms(hooked),
+                fmt_ms(hooked - plain),
+                (hooked / plain - 1.0) * 100.0
+            );
+            targets.check(
+                &format!("runc run with both hook stages, {name}"),
+                "≤ +15 %",
+                format!("{:+.1} %", (hooked / plain - 1.0) * 100.0),
+                hooked / plain <= 1.15,
+            );
+        }
+        println!();
+    }
+
+    /// Install + uninstall against the number of CAs and the size of the image's bundle.
+    fn scale(&self, targets: &mut Targets) {
+        eprintln!("bench: scale: building the fixtures");
+        let mut cases: Vec<(String, PathBuf, PathBuf, usize, usize)> = Vec::new();
+        let base150 = bench::base(150);
+        let small = self.fixture("scale-150", &alpine_bundle(&base150));
+        for cas in [1, 10, 100, 1000] {
+            cases.push((
+                format!("{cas} CA, 150-cert bundle"),
+                small.clone(),
+                bench::local_cas(cas),
+                cas,
+                150,
+            ));
+        }
+        for size in [1_500, 15_000] {
+            let base = Base {
+                cas: bench::image_certs(size),
+            };
+            let root = self.fixture(&format!("scale-{size}"), &alpine_bundle(&base));
+            cases.push((format!("1 CA, {size}-cert bundle"), root, bench::local_cas(1), 1, size));
+        }
+        let befores: Vec<Snapshot> = cases.iter().map(|c| Snapshot::take(&c.1)).collect();
+        eprintln!("bench: scale: {} interleaved rounds", self.runs);
+        let cas_1000 = bench::local_cas(1000);
+        let cp_dir = self.dir("scale-cp");
+        let rec = interleave(self.runs, cases.len() + 1, |k, rec| {
+            if k == cases.len() {
+                // The floor of writing 1,000 small files on this file system.
+                let dest = cp_dir.join("cas");
+                rec.push("cp -r", Cmd::new("cp").arg("-r").arg(&cas_1000).arg(&dest).time());
+                std::fs::remove_dir_all(&dest).expect("remove the copy");
+                return;
+            }
+            let (name, root, cas, ..) = &cases[k];
+            let journal = self.journal(&format!("scale-{k}"));
+            rec.push(&format!("{name} install"), Cmd::install(root, cas, &journal).time());
+            rec.push(&format!("{name} uninstall"), Cmd::uninstall(root, &journal).time());
+        });
+        for (b, c) in befores.iter().zip(&cases) {
+            b.assert_same(&Snapshot::take(&c.1), format!("{} after the runs", c.0));
+        }
+        let scratch = self.dir("rss-scale");
+        println!("## Scale: CAs installed, certificates in the image's bundle\n");
+        println!(
+            "Alpine layout; whole process, journals on tmpfs. The 150-certificate bundle is {} KiB.\n",
+            std::fs::metadata(small.join("etc/ssl/certs/ca-certificates.crt"))
+                .map(|m| m.len() / 1024)
+                .unwrap_or(0)
+        );
+        println!("| case | bundle MiB | install ms | uninstall ms | both ms | peak RSS MiB |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        let mut both = Vec::new();
+        let mut peak_all = 0;
+        for (k, (name, root, cas, _, _)) in cases.iter().enumerate() {
+            let journal = self.journal(&format!("scale-{k}"));
+            let mut peak = 0;
+            for _ in 0..3 {
+                peak = peak.max(Cmd::install(root, cas, &journal).peak_rss_kib(&scratch));
+                peak = peak.max(Cmd::uninstall(root, &journal).peak_rss_kib(&scratch));
+            }
+            peak_all = peak_all.max(peak);
+            let i = rec.median(&format!("{name} install"));
+            let u = rec.median(&format!("{name} uninstall"));
+            let size = std::fs::metadata(root.join("etc/ssl/certs/ca-certificates.crt"))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            both.push(i + u);
+            println!(
+                "| {name} | {:.2} | {} | {} | {} | {} |",
+                size as f64 / (1 << 20) as f64,
+                fmt_ms(i),
+                fmt_ms(u),
+                fmt_ms(i + u),
+                fmt_mib(peak)
+            );
+        }
+        println!(
+            "| floor: `cp -r` of the 1000 CA files (one process) | | {} | | | |",
+            fmt_ms(rec.median("cp -r"))
+        );
+        println!();
+        // Marginal costs: per CA between 1 and 1,000, per bundle certificate between 150 and 15,000.
+        let per_ca =
+            |a: usize, b: usize| (both[b] - both[a]) / ([1.0, 10.0, 100.0, 1000.0][b] - [1.0, 10.0, 100.0, 1000.0][a]);
+        println!(
+            "Marginal cost per CA (install + uninstall): 1→10: {:.3} ms, 10→100: {:.3} ms, \
+             100→1000: {:.3} ms.",
+            per_ca(0, 1),
+            per_ca(1, 2),
+            per_ca(2, 3)
+        );
+        println!(
+            "Marginal cost per 1,000 bundle certificates: 150→1,500: {:.2} ms, 1,500→15,000: {:.2} ms.\n",
+            (both[4] - both[0]) / 1.35,
+            (both[5] - both[4]) / 13.5
+        );
+        targets.check(
+            "install + uninstall, 1000 CAs",
+            "≤ 50 ms",
+            format!("{} ms", fmt_ms(both[3])),
+            both[3] <= 50.0,
+        );
+        targets.check(
+            "peak RSS, scale cases (up to 1000 CAs, 15,000-cert bundle)",
+            "≤ 10 MiB",
+            format!("{} MiB", fmt_mib(peak_all)),
+            peak_all <= 10 * 1024,
+        );
+    }
+
+    /// 64 containers started at once under runc, with and without the hook.
+    fn concurrency(&self) {
+        eprintln!("bench: concurrency: building {PARALLEL} roots");
+        let base = bench::base(150);
+        let nodes = alpine_bundle(&base);
+        let (config, state, log) = self.hook_config("parallel", &self.ca);
+        let hook = Path::new(BIN);
+        let runc_root = self.run_dir.join("runc-parallel");
+        let mut roots = Vec::new();
+        for i in 0..PARALLEL {
+            let root = self.fixture(&format!("parallel/root-{i}"), &nodes);
+            add_true(&root);
+            let dir = self.dir(&format!("parallel/bundles-{i}"));
+            let plain = runc_bundle(hook, &dir, &root, &["/bin/true"], None);
+            let hooked = runc_bundle(hook, &dir, &root, &["/bin/true"], Some(&config));
+            let snap = Snapshot::take(&root);
+            roots.push((root, plain, hooked, snap));
+        }
+        let rounds = self.runs.div_ceil(6).max(3);
+        let mut serial = 0;
+        eprintln!("bench: concurrency: {rounds} interleaved rounds");
+        let rec = interleave(rounds, 2, |k, rec| {
+            let start = Instant::now();
+            let children: Vec<(Child, String)> = roots
+                .iter()
+                .map(|(_, plain, hooked, _)| {
+                    serial += 1;
+                    let id = format!("cacerts-par-{}-{serial}", std::process::id());
+                    let child = Command::new("runc")
+                        .arg("--root")
+                        .arg(&runc_root)
+                        .arg("run")
+                        .arg("--bundle")
+                        .arg(if k == 0 { plain } else { hooked })
+                        .arg(&id)
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .expect("spawn runc");
+                    (child, id)
+                })
+                .collect();
+            let mut failures = Vec::new();
+            for (child, id) in children {
+                let out = child.wait_with_output().expect("wait for runc");
+                if !out.status.success() {
+                    failures.push(format!(
+                        "{id}: {:?} {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr)
+                    ));
+                }
+            }
+            rec.push(if k == 0 { "plain" } else { "hook" }, start.elapsed());
+            assert!(
+                failures.is_empty(),
+                "{} of {PARALLEL} failed: {failures:#?}",
+                failures.len()
+            );
+        });
+        let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(!log_text.contains("result=error"), "hook errors:\n{log_text}");
+        assert_no_journals(&state);
+        for (root, _, _, before) in &roots {
+            before.assert_same(&Snapshot::take(root), format!("{} after the runs", root.display()));
+        }
+        let plain = rec.median("plain");
+        let hooked = rec.median("hook");
+        println!("## Concurrency: {PARALLEL} containers started at once\n");
+        println!(
+            "{PARALLEL} `runc run` of `/bin/true`, each on its own Alpine-layout root (static \
+             busybox), started together; wall time until the last one is reaped. {rounds} rounds \
+             each, interleaved. Asserted: every container exits 0, no journal is left in the state \
+             directory, every root is as before.\n"
+        );
+        println!("| | wall ms (median) | per container ms |");
+        println!("|---|---:|---:|");
+        println!(
+            "| without hook | {} | {} |",
+            fmt_ms(plain),
+            fmt_ms(plain / PARALLEL as f64)
+        );
+        println!(
+            "| with hook | {} | {} |",
+            fmt_ms(hooked),
+            fmt_ms(hooked / PARALLEL as f64)
+        );
+        println!(
+            "\nWith / without: **{:.2}x**; failures: 0; journals left: 0.\n",
+            hooked / plain
+        );
+    }
+}
+
+/// Panics if a journal (or its backups) is left in the hook's state directory.
+fn assert_no_journals(state: &Path) {
+    let left: Vec<_> = std::fs::read_dir(state)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".journal"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "journals left behind: {left:?}");
+}
