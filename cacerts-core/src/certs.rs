@@ -265,7 +265,7 @@ fn one_line(name: &openssl::x509::X509NameRef) -> String {
 /// like) must stay within the 255 bytes a file name may have.
 const MAX_NAME: usize = 64;
 
-/// Lower-case `[a-z0-9._-]`, other runs become `-`; at most [`MAX_NAME`] bytes; never empty,
+/// Lower-case `[a-z0-9._-]`, other runs become `-`; at most `MAX_NAME` (64) bytes; never empty,
 /// never starting with a dot.
 pub fn sanitize(stem: &str) -> String {
     let mut out = String::new();

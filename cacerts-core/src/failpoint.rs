@@ -3,7 +3,7 @@
 //! With the `failpoints` feature, a test arms the calling thread to fail at its n-th mutation
 //! point: either with an error (as a failing system call would) or with a panic that unwinds past
 //! every rollback, which is how tests stand in for a killed process. Without the feature, or when
-//! not armed, [`hit`] does nothing. Nothing outside tests ever arms it.
+//! not armed, `hit` does nothing. Nothing outside tests ever arms it.
 
 use crate::error::Result;
 

@@ -1,7 +1,7 @@
 //! What an installer asks for: a list of changes, described, not performed.
 //!
 //! Installers (one per distribution family, per language runtime) only ever build a [`Plan`];
-//! [`crate::Transaction`] is the one place that turns it into journaled filesystem operations.
+//! [`crate::install`] is the one place that turns it into journaled filesystem operations.
 
 use std::path::{Path, PathBuf};
 

@@ -1,11 +1,11 @@
 //! The container root handle.
 //!
 //! [`ContainerRoot`] is opened once on the rootfs directory; every later access to the container
-//! filesystem is a method on it, and every path is resolved inside it (see [`walk`] for how). The
+//! filesystem is a method on it, and every path is resolved inside it (see the `walk` module for how). The
 //! read side is public. The write side is crate-private and only reachable through
-//! [`crate::Transaction`], so that nothing mutates the tree without a journal record first.
+//! [`crate::install`], so that nothing mutates the tree without a journal record first.
 //!
-//! Mutations work on a directory descriptor plus one final name ([`DirHandle`]), never on a path
+//! Mutations work on a directory descriptor plus one final name (`DirHandle`), never on a path
 //! string the kernel would resolve again: the directory is reached once, by canonical path with
 //! symlinks refused, and every `*at` call names a single component with `O_NOFOLLOW` semantics.
 
