@@ -33,16 +33,11 @@ pub(super) const SPEC: Spec = Spec {
 };
 
 fn plan(p: &mut Planner<'_>) -> Result<()> {
-    let trusted = p.bundle(BUNDLE)?;
-    if trusted.is_none() && !p.create_store {
+    let Some(todo) = p.todo(BUNDLE)? else {
         return Ok(());
-    }
-    let todo = p.untrusted(trusted.as_deref());
-    if todo.is_empty() {
-        return Ok(());
-    }
+    };
     let full = full_package(p)?;
-    for cert in &todo {
+    for cert in &todo.certs {
         let mut places = vec![(LOCAL, "", ".crt")];
         if full {
             places.push((CERTS, "ca-cert-", ".pem"));
@@ -56,10 +51,10 @@ fn plan(p: &mut Planner<'_>) -> Result<()> {
             p.hash_link(CERTS, cert, &link, false)?;
         }
     }
-    if trusted.is_some() {
-        p.append(BUNDLE, &todo, Form::Pem)?;
+    if todo.bundle_exists {
+        p.append(BUNDLE, &todo.certs, Form::Pem)?;
     } else {
-        p.create_bundle(BUNDLE, &todo, Form::Pem)?;
+        p.create_bundle(BUNDLE, &todo.certs, Form::Pem)?;
         p.link_if_free("/etc/ssl/cert.pem", "certs/ca-certificates.crt")?;
     }
     Ok(())

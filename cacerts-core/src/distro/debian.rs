@@ -32,25 +32,20 @@ pub(super) const SPEC: Spec = Spec {
 };
 
 fn plan(p: &mut Planner<'_>) -> Result<()> {
-    let trusted = p.bundle(BUNDLE)?;
-    if trusted.is_none() && !p.create_store {
+    let Some(todo) = p.todo(BUNDLE)? else {
         return Ok(());
-    }
-    let todo = p.untrusted(trusted.as_deref());
-    if todo.is_empty() {
-        return Ok(());
-    }
-    for cert in &todo {
+    };
+    for cert in &todo.certs {
         let name = p.free_name(cert, &[(LOCAL, "", ".crt"), (CERTS, "", ".pem")])?;
         let anchor = format!("{LOCAL}/{name}.crt");
         p.create_file(&anchor, cert.pem.clone().into_bytes());
         p.symlink(format!("{CERTS}/{name}.pem"), &anchor);
         p.hash_link(CERTS, cert, &format!("{name}.pem"), false)?;
     }
-    if trusted.is_some() {
-        p.append(BUNDLE, &todo, Form::Pem)?;
+    if todo.bundle_exists {
+        p.append(BUNDLE, &todo.certs, Form::Pem)?;
     } else {
-        p.create_bundle(BUNDLE, &todo, Form::Pem)?;
+        p.create_bundle(BUNDLE, &todo.certs, Form::Pem)?;
     }
     Ok(())
 }

@@ -31,7 +31,7 @@ pub(super) const NONE: Spec = Spec {
 
 fn plan_none(p: &mut Planner<'_>) -> Result<()> {
     if p.create_store {
-        let certs = p.untrusted(None);
+        let certs: Vec<_> = p.certs.iter().collect();
         p.create_bundle(DEFAULT_BUNDLE, &certs, Form::Pem)?;
     }
     Ok(())
@@ -41,7 +41,7 @@ fn plan_none(p: &mut Planner<'_>) -> Result<()> {
 /// planner did not handle already (an extra bundle an image added, or the only store of an
 /// unknown distribution).
 pub fn go_bundles(p: &mut Planner<'_>) -> Result<()> {
-    let all = p.untrusted(None);
+    let all: Vec<_> = p.certs.iter().collect();
     for b in GO_BUNDLES {
         if p.is_file(b) {
             p.append(b, &all, Form::Pem)?;

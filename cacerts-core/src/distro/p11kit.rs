@@ -40,14 +40,9 @@ pub struct Layout {
 /// Plans an install into a p11-kit layout.
 pub fn plan(p: &mut Planner<'_>, l: &Layout) -> Result<()> {
     let primary = l.pem_bundles[0];
-    let trusted = p.bundle(primary)?;
-    if trusted.is_none() && !p.create_store {
+    let Some(todo) = p.todo(primary)? else {
         return Ok(());
-    }
-    let todo = p.untrusted(trusted.as_deref());
-    if todo.is_empty() {
-        return Ok(());
-    }
+    };
     let mut hash_dirs = Vec::new();
     for (dir, form) in l.hash_dirs {
         if p.is_dir(dir) {
@@ -56,7 +51,7 @@ pub fn plan(p: &mut Planner<'_>, l: &Layout) -> Result<()> {
     }
     let mut places = vec![(l.anchors, "", l.anchor_ext)];
     places.extend(hash_dirs.iter().map(|(d, _)| (*d, "", ".pem")));
-    for cert in &todo {
+    for cert in &todo.certs {
         let name = p.free_name(cert, &places)?;
         p.create_file(
             Path::new(l.anchors).join(format!("{name}{}", l.anchor_ext)),
@@ -72,15 +67,15 @@ pub fn plan(p: &mut Planner<'_>, l: &Layout) -> Result<()> {
             p.hash_link(dir, cert, &file, true)?;
         }
     }
-    if trusted.is_some() {
+    if todo.bundle_exists {
         for b in l.pem_bundles {
-            p.append(b, &todo, Form::Pem)?;
+            p.append(b, &todo.certs, Form::Pem)?;
         }
         for b in l.trusted_bundles {
-            p.append(b, &todo, Form::Trusted)?;
+            p.append(b, &todo.certs, Form::Trusted)?;
         }
     } else {
-        p.create_bundle(primary, &todo, Form::Pem)?;
+        p.create_bundle(primary, &todo.certs, Form::Pem)?;
         for link in l.links_when_created {
             p.link_if_free(link, primary)?;
         }

@@ -108,12 +108,24 @@ impl<'a> Planner<'a> {
         Ok(Some(held))
     }
 
-    /// The certificates not in `trusted` (all of them when there is no bundle).
-    pub fn untrusted(&self, trusted: Option<&Fingerprints>) -> Vec<&'a CaCert> {
-        self.certs
+    /// What a family with `main_bundle` has to do: the certificates that bundle does not hold
+    /// yet (all of them when it does not exist), and whether it exists. `None` when there is
+    /// nothing to do: every certificate is there already, or there is no store and creating one
+    /// is switched off.
+    pub fn todo(&self, main_bundle: &str) -> Result<Option<Todo<'a>>> {
+        let trusted = self.bundle(main_bundle)?;
+        if trusted.is_none() && !self.create_store {
+            return Ok(None);
+        }
+        let certs: Vec<&'a CaCert> = self
+            .certs
             .iter()
-            .filter(|c| !trusted.is_some_and(|t| t.contains(&c.sha256)))
-            .collect()
+            .filter(|c| !trusted.as_deref().is_some_and(|t| t.contains(&c.sha256)))
+            .collect();
+        Ok((!certs.is_empty()).then_some(Todo {
+            certs,
+            bundle_exists: trusted.is_some(),
+        }))
     }
 
     /// Appends to the existing file `path` those of `certs` it does not hold yet. A file reached
@@ -433,6 +445,14 @@ fn first_element(der: &[u8]) -> Option<&[u8]> {
 /// Fingerprints (SHA-256 of the DER) of every certificate in a file.
 pub fn fingerprints(bytes: &[u8]) -> Fingerprints {
     cert_ders(bytes).iter().map(|der| openssl::sha::sha256(der)).collect()
+}
+
+/// The outcome of [`Planner::todo`].
+pub struct Todo<'a> {
+    /// The certificates to install.
+    pub certs: Vec<&'a CaCert>,
+    /// Whether the family's main bundle exists (else it is to be created).
+    pub bundle_exists: bool,
 }
 
 #[cfg(test)]
