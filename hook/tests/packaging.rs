@@ -67,5 +67,7 @@ fn deb_and_rpm_install_the_same_files() {
         assert!(rpm.contains(file), "the RPM spec misses {file}");
     }
     assert!(cargo.contains("usr/libexec/oci/hooks.d/cacerts-hook"));
+    assert!(cargo.contains("etc/cacerts-hook/certs.d/"), "the deb makes the certificate directory");
+    assert!(rpm.contains("%{_sysconfdir}/cacerts-hook/certs.d"), "the RPM makes the certificate directory");
     assert!(rpm.contains("%{_libexecdir}/oci/hooks.d/cacerts-hook"));
 }
