@@ -67,7 +67,39 @@ fn deb_and_rpm_install_the_same_files() {
         assert!(rpm.contains(file), "the RPM spec misses {file}");
     }
     assert!(cargo.contains("usr/libexec/oci/hooks.d/cacerts-hook"));
-    assert!(cargo.contains("etc/cacerts-hook/certs.d/"), "the deb makes the certificate directory");
-    assert!(rpm.contains("%{_sysconfdir}/cacerts-hook/certs.d"), "the RPM makes the certificate directory");
+    assert!(
+        cargo.contains("etc/cacerts-hook/certs.d/"),
+        "the deb makes the certificate directory"
+    );
+    assert!(
+        rpm.contains("%{_sysconfdir}/cacerts-hook/certs.d"),
+        "the RPM makes the certificate directory"
+    );
     assert!(rpm.contains("%{_libexecdir}/oci/hooks.d/cacerts-hook"));
+}
+
+#[test]
+fn containerd_base_spec_is_containerd_default_spec_plus_our_hooks() {
+    let out = Command::new(packaging().join("containerd/make-base-spec"))
+        .arg(BIN)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let spec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // A whole spec (the CRI plugin starts every container from it), from containerd's own default.
+    let default: serde_json::Value =
+        serde_json::from_slice(&Command::new("ctr").args(["oci", "spec"]).output().unwrap().stdout).unwrap();
+    for key in ["ociVersion", "process", "root", "mounts", "linux"] {
+        assert_eq!(spec[key], default[key], "{key} is containerd's default");
+    }
+    for stage in ["createRuntime", "poststop"] {
+        let hooks = spec["hooks"][stage].as_array().unwrap();
+        assert_eq!(hooks.len(), 1, "{stage}");
+        assert_eq!(hooks[0]["path"], BIN);
+        assert_eq!(hooks[0]["args"], serde_json::json!(["cacerts-hook", stage]));
+        assert_eq!(hooks[0]["timeout"], 10);
+        // The binary accepts what the spec passes it.
+        let help = Command::new(BIN).arg(stage).arg("--help").output().unwrap();
+        assert!(help.status.success(), "{stage}");
+    }
 }
