@@ -332,56 +332,15 @@ fn subject_hash_old(cert: &CaCert) -> Option<u32> {
     Some(u32::from_le_bytes([md[0], md[1], md[2], md[3]]))
 }
 
-/// Every certificate in a file, PEM blocks (`CERTIFICATE`, `X509 CERTIFICATE`,
-/// `TRUSTED CERTIFICATE`) or a single DER certificate; blocks that do not decode are skipped.
-pub fn certificates(bytes: &[u8]) -> Vec<X509> {
-    let text = String::from_utf8_lossy(bytes);
-    let mut out = Vec::new();
-    let mut rest: &str = &text;
-    let mut any_block = false;
-    while let Some(start) = rest.find("-----BEGIN ") {
-        rest = &rest[start + 11..];
-        let Some(label_end) = rest.find("-----") else {
-            break;
-        };
-        let label = &rest[..label_end];
-        rest = &rest[label_end + 5..];
-        let end_marker = format!("-----END {label}-----");
-        let Some(end) = rest.find(&end_marker) else {
-            break;
-        };
-        let body = &rest[..end];
-        rest = &rest[end + end_marker.len()..];
-        if !matches!(label, "CERTIFICATE" | "X509 CERTIFICATE" | "TRUSTED CERTIFICATE") {
-            continue;
-        }
-        any_block = true;
-        let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-        // A trusted certificate is the DER certificate followed by trust settings; the parser
-        // reads the first and ignores the rest.
-        if let Some(x) = openssl::base64::decode_block(&b64)
-            .ok()
-            .and_then(|der| X509::from_der(&der).ok())
-        {
-            out.push(x);
-        }
-    }
-    if !any_block {
-        if let Ok(x) = X509::from_der(bytes) {
-            out.push(x);
-        }
-    }
-    out
-}
-
-/// The DER encoding of every certificate in a file, found as [`certificates`] finds them but not
-/// parsed: the first DER element of each block's decoded body (a trusted certificate's trust
-/// settings follow it), or of the file when it has no PEM block.
+/// The DER encoding of every certificate in a file, not parsed: PEM blocks (`CERTIFICATE`,
+/// `X509 CERTIFICATE`, `TRUSTED CERTIFICATE`), the first DER element of each block's decoded body
+/// (a trusted certificate's trust settings follow it), or of the file when it has no PEM block.
+/// Blocks that do not decode are skipped.
 ///
 /// A block that decodes to something other than a certificate yields bytes no certificate of
-/// ours hashes to, so fingerprints taken from these are those [`certificates`] finds, for
-/// DER-encoded certificates. A certificate in a BER encoding (which OpenSSL would re-encode) is
-/// not recognised; an install then appends a duplicate, which is harmless.
+/// ours hashes to, so fingerprints taken from these match DER-encoded certificates only. A
+/// certificate in a BER encoding (which OpenSSL would re-encode) is not recognised; an install
+/// then appends a duplicate, which is harmless.
 pub fn cert_ders(bytes: &[u8]) -> Vec<Vec<u8>> {
     let text = String::from_utf8_lossy(bytes);
     let mut out = Vec::new();
@@ -483,9 +442,9 @@ mod tests {
 
     #[test]
     fn garbage_has_no_certificates() {
-        assert!(certificates(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n").is_empty());
-        assert!(certificates(b"-----BEGIN CERTIFICATE-----\nunterminated").is_empty());
-        assert!(certificates(&[0x30, 0x82, 0xff]).is_empty());
+        assert!(cert_ders(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n").is_empty());
+        assert!(cert_ders(b"-----BEGIN CERTIFICATE-----\nunterminated").is_empty());
+        assert!(cert_ders(&[0x30, 0x82, 0xff]).is_empty());
         assert!(fingerprints(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n").is_empty());
         assert!(fingerprints(b"-----BEGIN CERTIFICATE-----\nunterminated").is_empty());
         assert!(fingerprints(&[0x30, 0x82, 0xff]).is_empty());
