@@ -75,9 +75,28 @@ pub fn install_certs(
     journal: &Path,
     options: &Options,
 ) -> Result<(Detection, Report)> {
+    install_certs_reviewed(root, certs, settings, journal, options, |_, plan| Ok(plan))
+}
+
+/// [`install_certs`] with a review step: `review` sees the detection and the plan after the
+/// roll-back and before any change, and returns the plan to apply (the hook drops changes a
+/// mount covers, and records what `gc` needs when there is something to do). An error from it
+/// stops the install with nothing changed.
+pub fn install_certs_reviewed<E>(
+    root: &ContainerRoot,
+    certs: &[CaCert],
+    settings: &Settings,
+    journal: &Path,
+    options: &Options,
+    review: impl FnOnce(&Detection, Plan) -> std::result::Result<Plan, E>,
+) -> std::result::Result<(Detection, Report), E>
+where
+    E: From<crate::Error>,
+{
     let had_journal = std::fs::symlink_metadata(journal).is_ok();
     txn::uninstall_with(root, journal, options)?;
     let (detection, plan) = plan(root, certs, settings)?;
+    let plan = review(&detection, plan)?;
     let mut report = txn::install(root, &plan, journal, options)?;
     report.recovered = had_journal;
     Ok((detection, report))

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use cacerts_core::installer::{self, Settings};
-use cacerts_core::{install, journal, uninstall_with, Change, ContainerRoot, Options, Plan, Report};
+use cacerts_core::{journal, uninstall_with, Change, ContainerRoot, Options, Plan, Report};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, OPT_OUT_ANNOTATION};
@@ -163,34 +163,39 @@ fn create_runtime(config: &Config, state: &State, out: &SharedOutcome) -> Result
 
     let root = ContainerRoot::open(&rootfs)?;
     let journal = journal_path(&config.state_dir, &state.id);
-    let recovered = recover(&root, &journal)?;
-    set(out, |o| o.recovered = recovered);
     let mut settings = Settings::default();
     settings.create_store_when_none = config.create_store_when_none;
     settings.env = spec.process.as_ref().and_then(|p| p.env.clone()).unwrap_or_default();
-    let (detection, plan) = installer::plan(&root, &loaded.certs, &settings)?;
-    set(out, |o| {
-        o.family = Some(family_name(&detection.family));
-        o.skipped.extend(detection.skipped.iter().cloned());
-    });
-    let (plan, dropped) = drop_covered_by_mounts(&root, plan, &mount_destinations(&spec));
-    set(out, |o| o.dropped = dropped.len());
-
     let record = record_path(&config.state_dir, &state.id);
-    if !plan.is_empty() {
-        write_record(
-            &record,
-            &BundleRecord {
-                id: state.id.clone(),
-                bundle: bundle.to_owned(),
-                rootfs: root.host_path_for_display().to_owned(),
-            },
-        )?;
-    }
-    let report = install(&root, &plan, &journal, &options_for(&journal))?;
+    let (_, report) = installer::install_certs_reviewed(
+        &root,
+        &loaded.certs,
+        &settings,
+        &journal,
+        &options_for(&journal),
+        |detection, plan| -> Result<Plan> {
+            set(out, |o| {
+                o.family = Some(family_name(&detection.family));
+                o.skipped.extend(detection.skipped.iter().cloned());
+            });
+            let (plan, dropped) = drop_covered_by_mounts(&root, plan, &mount_destinations(&spec));
+            set(out, |o| o.dropped = dropped.len());
+            if !plan.is_empty() {
+                write_record(
+                    &record,
+                    &BundleRecord {
+                        id: state.id.clone(),
+                        bundle: bundle.to_owned(),
+                        rootfs: root.host_path_for_display().to_owned(),
+                    },
+                )?;
+            }
+            Ok(plan)
+        },
+    )?;
     set(out, |o| {
         o.changes = report.created.len() + report.edited.len();
-        o.recovered |= report.recovered;
+        o.recovered = report.recovered;
     });
     if !journal.exists() {
         remove_if_exists(&record)?;
@@ -218,18 +223,6 @@ fn poststop(config: &Config, id: &str, out: &SharedOutcome) -> Result<()> {
         }),
     }
     remove_if_exists(&record_path(&config.state_dir, id))
-}
-
-/// Rolls back a journal an earlier run left for this root (a restart without poststop, or a
-/// crash), before anything is planned: a plan made on the tree with our earlier changes still in
-/// it would find the certificates present and plan nothing, and the install's own recovery would
-/// then leave the container without them. Returns whether there was such a journal.
-pub fn recover(root: &ContainerRoot, journal: &Path) -> Result<bool> {
-    if journal::recorded_rootfs(journal)?.is_none() {
-        return Ok(false);
-    }
-    uninstall_with(root, journal, &options_for(journal))?;
-    Ok(true)
 }
 
 /// Undoes the journal at `path` on the rootfs it records, or discards it when that rootfs no
