@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cacerts_testkit::bench::{self, data_dir};
-use cacerts_testkit::containers::runc_bundle;
+use cacerts_testkit::containers::{run, runc_bundle};
 use cacerts_testkit::fixtures::{alpine_bundle, ubi, Base};
 use cacerts_testkit::rootfs::debian_rootfs;
 use cacerts_testkit::{age, build, Node, Snapshot};
@@ -220,19 +220,6 @@ impl Cmd {
             .and_then(|l| l.trim().parse().ok())
             .unwrap_or_else(|| panic!("unexpected /usr/bin/time output {text:?}"))
     }
-}
-
-/// Runs `cmd` and panics with its output unless it succeeds.
-#[track_caller]
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {:?}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn fmt_ms(ms: f64) -> String {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cacerts_testkit::containers::{hooks_dir, pki, runc_bundle, runc_run, scratch, Pki, Server};
+use cacerts_testkit::containers::{exit_and_output, hooks_dir, pki, runc_bundle, runc_run, scratch, Pki, Server};
 use cacerts_testkit::fixtures::{alpine_bundle, alpine_full, ubi, Base};
 use cacerts_testkit::rootfs::debian_rootfs;
 use cacerts_testkit::{age, build, Node, Snapshot};
@@ -197,20 +197,9 @@ fn id(name: &str) -> String {
     format!("cacerts-e2e-{name}-{}", std::process::id())
 }
 
-/// Runs a command; its exit code and output.
+/// Runs a command with no input; its exit code and output.
 fn output(cmd: &mut Command) -> (i32, String) {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    exit_and_output(cmd.stdin(Stdio::null()))
 }
 
 /// What of ours is in the tree at `root` (snapshot `after`, `before` the container ran): entries

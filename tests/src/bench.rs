@@ -8,14 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
-use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::{hash, MessageDigest};
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
-use openssl::x509::extension::{BasicConstraints, KeyUsage};
 use openssl::x509::{X509NameBuilder, X509};
 
 use crate::ca::TestCa;
@@ -56,32 +53,7 @@ fn self_signed(cn: &str, org: &str, key: &PKey<Private>, digest: MessageDigest) 
     name.append_entry_by_nid(Nid::ORGANIZATIONNAME, org).expect("o");
     name.append_entry_by_nid(Nid::COMMONNAME, cn).expect("cn");
     let name = name.build();
-    let mut b = X509::builder().expect("builder");
-    b.set_version(2).expect("version");
-    let mut serial = BigNum::new().expect("bn");
-    serial.rand(127, MsbOption::MAYBE_ZERO, false).expect("rand");
-    b.set_serial_number(&serial.to_asn1_integer().expect("serial"))
-        .expect("serial");
-    b.set_subject_name(&name).expect("subject");
-    b.set_issuer_name(&name).expect("issuer");
-    b.set_pubkey(key).expect("pubkey");
-    b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
-        .expect("nb");
-    b.set_not_after(&Asn1Time::days_from_now(3650).expect("time"))
-        .expect("na");
-    b.append_extension(BasicConstraints::new().critical().ca().build().expect("bc"))
-        .expect("bc");
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .key_cert_sign()
-            .crl_sign()
-            .build()
-            .expect("ku"),
-    )
-    .expect("ku");
-    b.sign(key, digest).expect("sign");
-    b.build()
+    crate::ca::build_ca(&name, key, digest, 3650, false)
 }
 
 /// Writes `bytes` to `path` through a temporary name, so that a cache file is whole or absent.

@@ -10,9 +10,9 @@ use openssl::bn::{BigNum, MsbOption};
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
-use openssl::pkey::PKey;
+use openssl::pkey::{PKey, Private};
 use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectKeyIdentifier};
-use openssl::x509::{X509NameBuilder, X509};
+use openssl::x509::{X509NameBuilder, X509NameRef, X509};
 
 /// A generated self-signed CA certificate.
 #[derive(Clone, Debug)]
@@ -41,36 +41,7 @@ impl TestCa {
         name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "cacerts-hook tests")
             .expect("o");
         let name = name.build();
-        let mut b = X509::builder().expect("builder");
-        b.set_version(2).expect("version");
-        let mut serial = BigNum::new().expect("bn");
-        serial.rand(64, MsbOption::MAYBE_ZERO, false).expect("rand");
-        b.set_serial_number(&serial.to_asn1_integer().expect("serial"))
-            .expect("serial");
-        b.set_subject_name(&name).expect("subject");
-        b.set_issuer_name(&name).expect("issuer");
-        b.set_pubkey(&key).expect("pubkey");
-        b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
-            .expect("nb");
-        b.set_not_after(&Asn1Time::days_from_now(30).expect("time"))
-            .expect("na");
-        b.append_extension(BasicConstraints::new().critical().ca().build().expect("bc"))
-            .expect("bc");
-        b.append_extension(
-            KeyUsage::new()
-                .critical()
-                .key_cert_sign()
-                .crl_sign()
-                .build()
-                .expect("ku"),
-        )
-        .expect("ku");
-        let ski = SubjectKeyIdentifier::new()
-            .build(&b.x509v3_context(None, None))
-            .expect("ski");
-        b.append_extension(ski).expect("ski");
-        b.sign(&key, MessageDigest::sha256()).expect("sign");
-        let x = b.build();
+        let x = build_ca(&name, &key, MessageDigest::sha256(), 30, true);
         let der = x.to_der().expect("der");
         let pem = String::from_utf8(x.to_pem().expect("pem")).expect("ascii");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -108,6 +79,44 @@ impl TestCa {
         assert!(out.status.success(), "openssl x509 -trustout failed");
         String::from_utf8(out.stdout).expect("ascii")
     }
+}
+
+/// A self-signed CA certificate for `name` and `key`: version 3, a random serial, valid from now
+/// for `days`, critical `CA:TRUE` and `keyCertSign, cRLSign`, and a subject key identifier if
+/// `ski`.
+pub fn build_ca(name: &X509NameRef, key: &PKey<Private>, digest: MessageDigest, days: u32, ski: bool) -> X509 {
+    let mut b = X509::builder().expect("builder");
+    b.set_version(2).expect("version");
+    let mut serial = BigNum::new().expect("bn");
+    serial.rand(64, MsbOption::MAYBE_ZERO, false).expect("rand");
+    b.set_serial_number(&serial.to_asn1_integer().expect("serial"))
+        .expect("serial");
+    b.set_subject_name(name).expect("subject");
+    b.set_issuer_name(name).expect("issuer");
+    b.set_pubkey(key).expect("pubkey");
+    b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
+        .expect("nb");
+    b.set_not_after(&Asn1Time::days_from_now(days).expect("time"))
+        .expect("na");
+    b.append_extension(BasicConstraints::new().critical().ca().build().expect("bc"))
+        .expect("bc");
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .key_cert_sign()
+            .crl_sign()
+            .build()
+            .expect("ku"),
+    )
+    .expect("ku");
+    if ski {
+        let ski = SubjectKeyIdentifier::new()
+            .build(&b.x509v3_context(None, None))
+            .expect("ski");
+        b.append_extension(ski).expect("ski");
+    }
+    b.sign(key, digest).expect("sign");
+    b.build()
 }
 
 /// Runs `openssl ARGS PATH` and returns its trimmed standard output; panics on failure.

@@ -192,23 +192,27 @@ pub fn runc_bundle_with(
     bundle
 }
 
-/// `runc run`; the container's exit code.
-pub fn runc_run(state_root: &Path, bundle: &Path, id: &str) -> (i32, String) {
-    let out = Command::new("runc")
-        .arg("--root")
-        .arg(state_root)
-        .args(["run", "--bundle"])
-        .arg(bundle)
-        .arg(id)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+/// Runs `cmd`: its exit code (-1 if killed by a signal) and its stdout followed by its stderr.
+pub fn exit_and_output(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code().unwrap_or(-1), text)
+}
+
+/// `runc run`; the container's exit code.
+pub fn runc_run(state_root: &Path, bundle: &Path, id: &str) -> (i32, String) {
+    let mut cmd = Command::new("runc");
+    cmd.arg("--root")
+        .arg(state_root)
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null());
+    exit_and_output(&mut cmd)
 }
 
 /// A hooks.d directory with our two stages (oci-hooks(5)).
@@ -230,23 +234,16 @@ pub fn hooks_dir(hook: &Path, dir: &Path, config: &Path) -> PathBuf {
 /// `podman run --rm` of `args` on `rootfs` with runc, host network, and the hooks in `hooks`;
 /// the container's exit code and output.
 pub fn podman_run(hooks: &Path, rootfs: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new("podman")
-        .arg("--hooks-dir")
+    let mut cmd = Command::new("podman");
+    cmd.arg("--hooks-dir")
         .arg(hooks)
         .args(["--runtime", "runc", "run", "--rm", "--network", "host"])
         .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"])
         .arg("--rootfs")
         .arg(rootfs)
         .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+        .stdin(Stdio::null());
+    exit_and_output(&mut cmd)
 }
 
 /// The newest certifi wheel from PyPI (`python3 -m pip download`), cached next to the root
