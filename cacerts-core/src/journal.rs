@@ -8,8 +8,9 @@
 //! makes the journal corrupt.
 //!
 //! Records say *what is about to happen* (an intent: the path, the temporary name used, the hash
-//! of the bytes to be written, and for a file about to be replaced its original metadata and a
-//! backup of its bytes beside the journal) and then *what was made* (the identity of the new
+//! of the bytes to be written, for a file about to be replaced its original metadata and a
+//! backup of its bytes beside the journal, for a file about to be appended to in place its size,
+//! times and hash and the bytes to be appended) and then *what was made* (the identity of the new
 //! inode). Uninstall needs nothing else: it is a function of these records and the tree as it is.
 
 use std::fs::{File, OpenOptions};
@@ -56,6 +57,19 @@ pub(crate) struct Original {
     pub sha256: String,
     /// Backup of the original bytes, a file name beside the journal.
     pub backup: String,
+}
+
+/// A file before we appended to it in place: enough to tell whether it is still the original
+/// plus our bytes, and to cut it back and give it its times again. No backup is needed: the
+/// original is the file's first `size` bytes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Appended {
+    pub identity: Identity,
+    pub size: u64,
+    pub atime: Time,
+    pub mtime: Time,
+    /// SHA-256 of the first `size` bytes.
+    pub sha256: String,
 }
 
 /// How to take our change back out of a file someone else has changed since.
@@ -105,6 +119,15 @@ pub(crate) enum Record {
         original: Box<Original>,
         new_sha256: String,
         undo: Undo,
+    },
+    /// About to write `fragment` at the end of the regular file `path`, in place (the file has
+    /// no other name and is not a mount point).
+    Append {
+        id: u32,
+        path: PathBuf,
+        original: Box<Appended>,
+        #[serde(with = "hex_bytes")]
+        fragment: Vec<u8>,
     },
     /// The entry of record `id` now exists with this identity (for `Create` and `Edit`, the
     /// temporary file, before it is renamed).
@@ -409,6 +432,18 @@ mod hex_list {
             .into_iter()
             .map(|h| hex::decode(h).map_err(serde::de::Error::custom))
             .collect()
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 

@@ -13,9 +13,13 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::journal::{self, random_suffix, sha256_hex, Header, Journal, NewEntry, Original, Record, Writer};
+use sha2::{Digest, Sha256};
+
+use crate::journal::{
+    self, random_suffix, sha256_hex, Appended, Header, Journal, NewEntry, Original, Record, Undo, Writer,
+};
 use crate::plan::{Change, Edit, Plan};
-use crate::rootfs::{ContainerRoot, DirHandle, FileKind, Identity, Meta, NewAttrs};
+use crate::rootfs::{ContainerRoot, DirHandle, FileKind, Identity, InPlace, Meta, NewAttrs};
 
 /// Prefix of every temporary name we create inside the root.
 pub const TEMP_PREFIX: &str = ".cacerts-hook.";
@@ -302,6 +306,11 @@ impl Tx<'_> {
     fn edit(&mut self, dir_path: &Path, name: &OsStr, edit: &Edit) -> Result<()> {
         let dir = self.root.dir(dir_path)?;
         let path = dir_path.join(name);
+        if let Edit::Append(extra) = edit {
+            if let Some(file) = dir.open_in_place(name)? {
+                return self.append(&dir, path, &file, extra);
+            }
+        }
         let (bytes, meta, xattrs) = dir.read(name, self.root.read_limit())?;
         let (new, undo) = edit.apply(&path, &bytes)?;
         self.touch(&dir)?;
@@ -345,6 +354,50 @@ impl Tx<'_> {
         self.report.edited.push(path);
         Ok(())
     }
+}
+
+impl Tx<'_> {
+    /// Appends in place: one pass over the file to hash it and find its last byte, one journal
+    /// record, one write. Nothing is copied, and the inode keeps its owner, mode, attributes,
+    /// links and birth time.
+    fn append(&mut self, dir: &DirHandle, path: PathBuf, file: &InPlace, extra: &[u8]) -> Result<()> {
+        let mut hasher = Sha256::new();
+        let mut last = None;
+        let size = file.stream(self.root.read_limit(), |chunk| {
+            hasher.update(chunk);
+            last = chunk.last().copied();
+        })?;
+        let mut fragment = Vec::with_capacity(extra.len() + 1);
+        if last.is_some_and(|b| b != b'\n') {
+            fragment.push(b'\n');
+        }
+        fragment.extend_from_slice(extra);
+        self.touch(dir)?;
+        let id = self.id();
+        let meta = &file.meta;
+        self.writer.append(&Record::Append {
+            id,
+            path: path.clone(),
+            original: Box::new(Appended {
+                identity: meta.identity(),
+                size,
+                atime: meta.atime,
+                mtime: meta.mtime,
+                sha256: hex::encode(hasher.finalize()),
+            }),
+            fragment: fragment.clone(),
+        })?;
+        file.write_at(size, &fragment, self.options.durable)?;
+        self.report.edited.push(path);
+        Ok(())
+    }
+}
+
+/// What a file appended to in place holds now.
+enum AppendState {
+    Original,
+    Ours,
+    Changed,
 }
 
 /// An uninstall in progress.
@@ -393,6 +446,12 @@ fn undo(root: &ContainerRoot, journal_path: &Path, j: Journal, options: &Options
                 new_sha256,
                 undo,
             } => (path, u.undo_edit(*id, path, temp, original, new_sha256, undo)),
+            Record::Append {
+                id,
+                path,
+                original,
+                fragment,
+            } => (path, u.undo_append(*id, path, original, fragment)),
             _ => continue,
         };
         u.settle(path, result)?;
@@ -594,6 +653,94 @@ impl Undoer<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Cuts a file we appended to back to its original bytes and times when it holds exactly
+    /// those plus (a beginning of) our fragment; otherwise, when the container changed it, takes
+    /// out only our text, as for a replaced file.
+    fn undo_append(&mut self, id: u32, path: &Path, original: &Appended, fragment: &[u8]) -> Result<()> {
+        let Some((dir, name)) = self.parent(path)? else {
+            return Ok(());
+        };
+        let Some(current) = dir.lstat(&name)? else {
+            self.report
+                .kept
+                .push((path.to_owned(), "deleted by the container; not recreated".into()));
+            return Ok(());
+        };
+        if current.kind != FileKind::File {
+            self.report.kept.push((
+                path.to_owned(),
+                format!("replaced by {} since install; left as is", current.kind.describe()),
+            ));
+            return Ok(());
+        }
+        if original.identity.matches(&current, self.same_mount) {
+            if let Some(file) = dir.open_in_place(&name)? {
+                if original.identity.matches(&file.meta, self.same_mount) {
+                    match self.appended_state(&file, original, fragment)? {
+                        AppendState::Original => {
+                            // Nothing of ours is left (the install stopped before writing, or
+                            // this uninstall was interrupted after cutting): only the times.
+                            if (file.meta.atime, file.meta.mtime) != (original.atime, original.mtime) {
+                                file.set_times(original.atime, original.mtime)?;
+                            }
+                            return Ok(());
+                        }
+                        AppendState::Ours => {
+                            file.truncate(original.size, self.options.durable)?;
+                            file.set_times(original.atime, original.mtime)?;
+                            self.report.restored.push(path.to_owned());
+                            return Ok(());
+                        }
+                        AppendState::Changed => {}
+                    }
+                }
+            }
+        }
+        let (bytes, meta, xattrs) = dir.read(&name, self.root.read_limit())?;
+        if let Some(stripped) = Undo::RemoveFragments(vec![fragment.to_vec()]).revert(&bytes) {
+            let attrs = NewAttrs {
+                uid: meta.uid,
+                gid: meta.gid,
+                mode: meta.mode,
+                xattrs,
+                times: Some((meta.atime, meta.mtime)),
+            };
+            self.replace(id, &dir, &name, &stripped, &attrs)?;
+            self.report.stripped.push(path.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Whether `file` is the original, the original plus our fragment (or a beginning of it, if
+    /// the install stopped while writing), or something else.
+    fn appended_state(&self, file: &InPlace, original: &Appended, fragment: &[u8]) -> Result<AppendState> {
+        let size = file.meta.size;
+        let Some(extra) = size.checked_sub(original.size) else {
+            return Ok(AppendState::Changed);
+        };
+        if extra > fragment.len() as u64 {
+            return Ok(AppendState::Changed);
+        }
+        let mut hasher = Sha256::new();
+        let mut left = original.size;
+        file.stream(size, |chunk| {
+            let take = chunk.len().min(left as usize);
+            hasher.update(&chunk[..take]);
+            left -= take as u64;
+        })?;
+        if left != 0 || hex::encode(hasher.finalize()) != original.sha256 {
+            return Ok(AppendState::Changed);
+        }
+        let tail = file.read_at(original.size, extra as usize)?;
+        Ok(if tail.len() as u64 != extra || !fragment.starts_with(&tail) {
+            AppendState::Changed
+        } else if extra == 0 {
+            AppendState::Original
+        } else {
+            AppendState::Ours
+        })
     }
 
     /// Writes `bytes` under a journaled temporary name and renames it over `name`.

@@ -654,6 +654,46 @@ fn hook_restart_recovers_the_stale_journal() {
     assert!(w.log_text().lines().last().unwrap().contains("no journal"));
 }
 
+/// A host file bind-mounted over the image's bundle (in the namespace the install runs in) is
+/// never written through: in-place appends are only for files on the root's own mount, and
+/// renaming over a mount point fails, so the install stops and rolls back. The mount is made in a
+/// private mount namespace (`unshare`), so it never reaches the host's mount table.
+#[test]
+fn install_never_writes_through_a_bind_mounted_bundle() {
+    let w = World::new(&debian());
+    let host_file = w.tmp.path().join("host-bundle.crt");
+    std::fs::write(&host_file, IMAGE_BUNDLE).unwrap();
+    let stamp = |p: &Path| {
+        let m = std::fs::metadata(p).unwrap();
+        (m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec())
+    };
+    let host_before = stamp(&host_file);
+    let journal = w.tmp.path().join("j/install.journal");
+    let script =
+        r#"mount --bind "$1" "$2" && exec "$3" --config "$4" install --rootfs "$5" --certs "$6" --journal "$7""#;
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(&host_file)
+        .arg(w.rootfs.join("etc/ssl/certs/ca-certificates.crt"))
+        .arg(BIN)
+        .arg(&w.config)
+        .arg(&w.rootfs)
+        .arg(&w.certs)
+        .arg(&journal)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("ca-certificates.crt"), "the error names the file: {err}");
+    assert_eq!(std::fs::read_to_string(&host_file).unwrap(), IMAGE_BUNDLE);
+    assert_eq!(
+        stamp(&host_file),
+        host_before,
+        "the host file behind the mount is untouched"
+    );
+    assert!(!journal.exists(), "rolled back");
+}
+
 #[test]
 fn hook_does_not_write_under_mounts() {
     // The bundle file is a symlink into /etc/pki, where the container gets a mount.

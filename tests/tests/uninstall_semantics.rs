@@ -544,3 +544,72 @@ fn created_directory_deleted_and_recreated_by_the_container_is_kept() {
     }
     eprintln!("directory inode numbers handed on: {reused} of 20");
 }
+
+#[test]
+fn an_appended_bundle_keeps_its_inode_and_is_cut_back_in_place() {
+    let fx = Fx::new(&debian_tree());
+    let bundle = fx.path(BUNDLE);
+    let inode = |p: &Path| std::fs::symlink_metadata(p).unwrap().ino();
+    let original = inode(&bundle);
+    let before = fx.snapshot();
+    age(&fx.rootfs);
+    let bundle_times = times(&bundle);
+
+    let report = fx.install(&append_plan());
+    assert_eq!(report.edited, vec![PathBuf::from(format!("/{BUNDLE}"))]);
+    assert_eq!(inode(&bundle), original, "appended in place, not replaced");
+    assert_eq!(
+        std::fs::read_to_string(&bundle).unwrap(),
+        format!("{IMAGE_PEM}{OUR_PEM}")
+    );
+    let journal = std::fs::read_to_string(&fx.journal).unwrap();
+    assert!(journal.contains(r#""op":"append""#), "{journal}");
+    let backups = std::fs::read_dir(fx.journal.parent().unwrap()).unwrap().count();
+    assert_eq!(
+        backups, 1,
+        "no backup beside the journal: the original is the file's prefix"
+    );
+
+    let report = fx.uninstall();
+    assert_eq!(report.restored, vec![PathBuf::from(format!("/{BUNDLE}"))]);
+    assert_eq!(inode(&bundle), original);
+    assert_eq!(times(&bundle), bundle_times, "bundle (atime, mtime)");
+    before.assert_same(&fx.snapshot(), "after uninstall");
+}
+
+#[test]
+fn an_append_torn_by_a_crash_is_cut_back() {
+    for kept in [0, 1, OUR_PEM.len() / 2, OUR_PEM.len() - 1] {
+        let fx = Fx::new(&debian_tree());
+        let bundle = fx.path(BUNDLE);
+        let before = fx.snapshot();
+        age(&fx.rootfs);
+        let bundle_times = times(&bundle);
+        fx.install(&append_plan());
+        // As if the process died while writing: only the first `kept` bytes of ours arrived.
+        let f = std::fs::OpenOptions::new().write(true).open(&bundle).unwrap();
+        f.set_len((IMAGE_PEM.len() + kept) as u64).unwrap();
+        drop(f);
+        let report = fx.uninstall();
+        assert!(
+            report.kept.is_empty() && report.stripped.is_empty(),
+            "{kept}: {report:?}"
+        );
+        // Times first: reading the file may move its atime.
+        assert_eq!(times(&bundle), bundle_times, "{kept}: bundle (atime, mtime)");
+        assert_eq!(std::fs::read_to_string(&bundle).unwrap(), IMAGE_PEM, "{kept}");
+        before.assert_same(&fx.snapshot(), format!("{kept} bytes kept"));
+    }
+}
+
+#[test]
+fn a_bundle_the_container_cut_short_is_not_cut_further() {
+    let fx = Fx::new(&debian_tree());
+    let bundle = fx.path(BUNDLE);
+    fx.install(&append_plan());
+    // The container truncated the file below its original size and wrote its own line.
+    std::fs::write(&bundle, "x\n").unwrap();
+    let report = fx.uninstall();
+    assert!(report.restored.is_empty() && report.stripped.is_empty(), "{report:?}");
+    assert_eq!(std::fs::read_to_string(&bundle).unwrap(), "x\n");
+}

@@ -361,6 +361,60 @@ impl DirHandle {
         Ok((bytes, meta, xattrs))
     }
 
+    /// Opens the regular file `name` (no symlink followed) for changing it in place, with its
+    /// metadata taken from the open descriptor. `Ok(None)` when it must not be written through:
+    /// it has other names (a hard link may lead out of the root, into the host or into an image
+    /// store shared with other containers), it is a mount point (a file bind-mounted from
+    /// elsewhere), or it cannot be opened for writing although its directory might allow a
+    /// replacement. The caller then replaces the file instead, which never writes to an existing
+    /// inode.
+    pub fn open_in_place(&self, name: &OsStr) -> Result<Option<InPlace>> {
+        let display = self.child(name);
+        let before = self
+            .lstat(name)?
+            .ok_or_else(|| Error::io("open", display.clone(), Errno::NOENT))?;
+        if before.kind != FileKind::File {
+            return Err(Error::unsafe_tree(
+                &display,
+                format!("expected a regular file, found {}", before.kind.describe()),
+            ));
+        }
+        if before.nlink != 1 {
+            return Ok(None);
+        }
+        let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let fd = match openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ACCESS | Errno::PERM | Errno::TXTBSY) => return Ok(None),
+            Err(e) => return Err(Error::io("open", display, e)),
+        };
+        let meta = Meta {
+            born: birth_time(fd.as_fd(), OsStr::new("")),
+            ..Meta::from_stat(&fstat(&fd).map_err(|e| Error::io("stat", &display, e))?)
+        };
+        // Compared with the name as it is now, after the open: on an overlay file system the
+        // open itself may have copied the file up.
+        let now = self.lstat(name)?;
+        if meta.kind != FileKind::File || !now.is_some_and(|n| n.identity().matches(&meta, true)) {
+            return Err(Error::unsafe_tree(
+                &display,
+                "the file was replaced while it was being opened",
+            ));
+        }
+        let same_mount = match (mount_id(fd.as_fd()), mount_id(self.fd.as_fd())) {
+            (Some(file), Some(dir)) => file == dir,
+            _ => false,
+        };
+        if meta.nlink != 1 || !same_mount {
+            return Ok(None);
+        }
+        Ok(Some(InPlace {
+            file: std::fs::File::from(fd),
+            meta,
+            display,
+        }))
+    }
+
     /// The target of the symlink `name` in this directory.
     pub fn read_link(&self, name: &OsStr) -> Result<PathBuf> {
         let t = rustix::fs::readlinkat(&self.fd, name, Vec::new())
@@ -501,6 +555,100 @@ impl DirHandle {
         failpoint::hit()?;
         let fd = self.reopen_rdonly()?;
         set_times(fd.as_fd(), atime, mtime, &self.path)
+    }
+}
+
+/// The mount a descriptor is on (`statx`'s `stx_mnt_id`); `None` where the kernel does not say.
+fn mount_id(fd: BorrowedFd<'_>) -> Option<u64> {
+    let st = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, rustix::fs::StatxFlags::MNT_ID).ok()?;
+    (st.stx_mask & rustix::fs::StatxFlags::MNT_ID.bits() != 0).then_some(st.stx_mnt_id)
+}
+
+/// A regular file inside the root, open for reading and writing in place (see
+/// [`DirHandle::open_in_place`]).
+#[derive(Debug)]
+pub(crate) struct InPlace {
+    file: std::fs::File,
+    /// Its metadata when it was opened.
+    pub meta: Meta,
+    display: PathBuf,
+}
+
+/// Size of the chunks files are read in for hashing and scanning.
+const CHUNK: usize = 128 << 10;
+
+impl InPlace {
+    /// Reads the file from the start, handing each chunk to `f`, up to `limit` bytes (an error
+    /// past that). Returns the number of bytes read.
+    pub fn stream(&self, limit: u64, mut f: impl FnMut(&[u8])) -> Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; CHUNK];
+        let mut at = 0u64;
+        loop {
+            let n = match self.file.read_at(&mut buf, at) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("read", &self.display, e)),
+            };
+            if n == 0 {
+                return Ok(at);
+            }
+            at += n as u64;
+            if at > limit {
+                return Err(Error::TooLarge {
+                    path: self.display.clone(),
+                    size: at,
+                    limit,
+                });
+            }
+            f(&buf[..n]);
+        }
+    }
+
+    /// Reads `len` bytes at `offset` (fewer at the end of the file).
+    pub fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut out = vec![0u8; len];
+        let mut filled = 0;
+        while filled < len {
+            match self.file.read_at(&mut out[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("read", &self.display, e)),
+            }
+        }
+        out.truncate(filled);
+        Ok(out)
+    }
+
+    /// Writes `bytes` at `offset`, flushed to stable storage when `durable`.
+    pub fn write_at(&self, offset: u64, bytes: &[u8], durable: bool) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        failpoint::hit()?;
+        self.file
+            .write_all_at(bytes, offset)
+            .map_err(|e| Error::io("write", &self.display, e))?;
+        if durable {
+            rustix::fs::fdatasync(&self.file).map_err(|e| Error::io("fsync", &self.display, e))?;
+        }
+        Ok(())
+    }
+
+    /// Cuts the file to `size` bytes, flushed when `durable`.
+    pub fn truncate(&self, size: u64, durable: bool) -> Result<()> {
+        failpoint::hit()?;
+        rustix::fs::ftruncate(&self.file, size).map_err(|e| Error::io("truncate", &self.display, e))?;
+        if durable {
+            rustix::fs::fdatasync(&self.file).map_err(|e| Error::io("fsync", &self.display, e))?;
+        }
+        Ok(())
+    }
+
+    /// Sets the file's access and modification times.
+    pub fn set_times(&self, atime: Time, mtime: Time) -> Result<()> {
+        failpoint::hit()?;
+        set_times(self.file.as_fd(), atime, mtime, &self.display)
     }
 }
 
