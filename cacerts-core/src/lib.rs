@@ -61,6 +61,7 @@ pub mod error;
 pub mod failpoint;
 pub mod installer;
 pub mod journal;
+pub mod pem;
 pub mod plan;
 pub mod rootfs;
 pub mod stores;

@@ -11,8 +11,11 @@ use openssl::hash::{hash, MessageDigest};
 use openssl::nid::Nid;
 use openssl::x509::X509;
 
+use sha2::{Digest, Sha256};
+
 use crate::certs::CaCert;
 use crate::error::Result;
+use crate::pem::{self, Scanner};
 use crate::plan::{Change, Edit, Plan};
 use crate::rootfs::{ContainerRoot, FileKind};
 
@@ -103,7 +106,10 @@ impl<'a> Planner<'a> {
         if let Some(held) = self.held.borrow().get(&physical) {
             return Ok(Some(Rc::clone(held)));
         }
-        let held = Rc::new(fingerprints(&self.root.read_file(&physical)?));
+        let mut scanner = Scanner::looking_for(self.certs.iter().map(|c| c.der.len()));
+        self.root.read_file_chunks(&physical, |chunk| scanner.feed(chunk))?;
+        let held: Fingerprints = scanner.finish().iter().map(|der| Sha256::digest(der).into()).collect();
+        let held = Rc::new(held);
         self.held.borrow_mut().insert(physical, Rc::clone(&held));
         Ok(Some(held))
     }
@@ -246,7 +252,7 @@ impl<'a> Planner<'a> {
                 used.insert(n);
                 let path = Path::new(dir).join(&*name);
                 if let Ok(bytes) = self.root.read_file(&path) {
-                    if cert_ders(&bytes)
+                    if pem::cert_ders(&bytes)
                         .first()
                         .is_some_and(|der| openssl::sha::sha1(der) == cert.sha1)
                     {
@@ -332,80 +338,6 @@ fn subject_hash_old(cert: &CaCert) -> Option<u32> {
     Some(u32::from_le_bytes([md[0], md[1], md[2], md[3]]))
 }
 
-/// The DER encoding of every certificate in a file, not parsed: PEM blocks (`CERTIFICATE`,
-/// `X509 CERTIFICATE`, `TRUSTED CERTIFICATE`), the first DER element of each block's decoded body
-/// (a trusted certificate's trust settings follow it), or of the file when it has no PEM block.
-/// Blocks that do not decode are skipped.
-///
-/// A block that decodes to something other than a certificate yields bytes no certificate of
-/// ours hashes to, so fingerprints taken from these match DER-encoded certificates only. A
-/// certificate in a BER encoding (which OpenSSL would re-encode) is not recognised; an install
-/// then appends a duplicate, which is harmless.
-pub fn cert_ders(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let text = String::from_utf8_lossy(bytes);
-    let mut out = Vec::new();
-    let mut rest: &str = &text;
-    let mut any_block = false;
-    while let Some(start) = rest.find("-----BEGIN ") {
-        rest = &rest[start + 11..];
-        let Some(label_end) = rest.find("-----") else {
-            break;
-        };
-        let label = &rest[..label_end];
-        rest = &rest[label_end + 5..];
-        let end_marker = format!("-----END {label}-----");
-        let Some(end) = rest.find(&end_marker) else {
-            break;
-        };
-        let body = &rest[..end];
-        rest = &rest[end + end_marker.len()..];
-        if !matches!(label, "CERTIFICATE" | "X509 CERTIFICATE" | "TRUSTED CERTIFICATE") {
-            continue;
-        }
-        any_block = true;
-        // Base64 is ASCII: only ASCII white space is taken out.
-        let b64: String = body.split_ascii_whitespace().collect();
-        if let Some(der) = openssl::base64::decode_block(&b64)
-            .ok()
-            .and_then(|der| first_element(&der).map(<[u8]>::to_vec))
-        {
-            out.push(der);
-        }
-    }
-    if !any_block {
-        out.extend(first_element(bytes).map(<[u8]>::to_vec));
-    }
-    out
-}
-
-/// The first DER element of `der` when it is a SEQUENCE that fits (definite length, at most
-/// four length bytes).
-fn first_element(der: &[u8]) -> Option<&[u8]> {
-    if der.first() != Some(&0x30) {
-        return None;
-    }
-    let first = *der.get(1)?;
-    let (len, header) = if first < 0x80 {
-        (usize::from(first), 2)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let len = der
-            .get(2..2 + n)?
-            .iter()
-            .fold(0usize, |acc, b| acc << 8 | usize::from(*b));
-        (len, 2 + n)
-    };
-    der.get(..header.checked_add(len)?)
-}
-
-/// Fingerprints (SHA-256 of the DER) of every certificate in a file.
-pub fn fingerprints(bytes: &[u8]) -> Fingerprints {
-    cert_ders(bytes).iter().map(|der| openssl::sha::sha256(der)).collect()
-}
-
 /// The outcome of [`Planner::todo`].
 pub struct Todo<'a> {
     /// The certificates to install.
@@ -423,30 +355,5 @@ mod tests {
         assert_eq!(der_tlv(0x0c, b"ab"), vec![0x0c, 2, b'a', b'b']);
         let long = vec![0u8; 300];
         assert_eq!(&der_tlv(0x30, &long)[..4], &[0x30, 0x82, 0x01, 0x2c]);
-    }
-
-    #[test]
-    fn fingerprints_without_parsing_match_openssl() {
-        let pem = "-----BEGIN CERTIFICATE-----\nMIIBVzCB/qADAgECAhQ=\n-----END CERTIFICATE-----\n";
-        // Not a whole certificate: its first element claims more bytes than there are.
-        assert!(fingerprints(pem.as_bytes()).is_empty());
-        assert_eq!(
-            first_element(&[0x30, 0x03, 1, 2, 3, 9, 9]),
-            Some(&[0x30, 0x03, 1, 2, 3][..])
-        );
-        assert_eq!(first_element(&[0x30, 0x81, 0x01, 7]), Some(&[0x30, 0x81, 0x01, 7][..]));
-        assert_eq!(first_element(&[0x30, 0x80, 0, 0]), None);
-        assert_eq!(first_element(&[0x31, 0x00]), None);
-        assert_eq!(first_element(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
-    }
-
-    #[test]
-    fn garbage_has_no_certificates() {
-        assert!(cert_ders(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n").is_empty());
-        assert!(cert_ders(b"-----BEGIN CERTIFICATE-----\nunterminated").is_empty());
-        assert!(cert_ders(&[0x30, 0x82, 0xff]).is_empty());
-        assert!(fingerprints(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n").is_empty());
-        assert!(fingerprints(b"-----BEGIN CERTIFICATE-----\nunterminated").is_empty());
-        assert!(fingerprints(&[0x30, 0x82, 0xff]).is_empty());
     }
 }

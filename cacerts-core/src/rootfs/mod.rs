@@ -167,6 +167,13 @@ impl ContainerRoot {
     /// limit whatever the file's reported size.
     pub fn read_file(&self, path: impl AsRef<Path>) -> Result<Vec<u8>> {
         let path = path.as_ref();
+        self.with_regular(path, |parent, name, meta| {
+            read_regular(parent, name, meta, path, self.read_limit).map(|(bytes, _)| bytes)
+        })
+    }
+
+    /// Resolves `path` to a regular file's parent directory, name and metadata, for `f`.
+    fn with_regular<T>(&self, path: &Path, f: impl FnOnce(BorrowedFd<'_>, &OsStr, &Meta) -> Result<T>) -> Result<T> {
         let w = walk::walk(self.fd.as_fd(), path, true, false, false)?;
         let Some(step) = w.steps.last() else {
             return Err(Error::unsafe_tree(
@@ -180,7 +187,17 @@ impl ContainerRoot {
             .checked_sub(2)
             .map(|i| w.steps[i].fd.as_fd())
             .unwrap_or(self.fd.as_fd());
-        read_regular(parent, &step.name, &step.meta, path, self.read_limit).map(|(bytes, _)| bytes)
+        f(parent, &step.name, &step.meta)
+    }
+
+    /// Reads a regular file like [`ContainerRoot::read_file`], handing it to `f` in chunks
+    /// instead of holding it whole. Returns its length.
+    pub fn read_file_chunks(&self, path: impl AsRef<Path>, f: impl FnMut(&[u8])) -> Result<u64> {
+        let path = path.as_ref();
+        let (fd, _) = self.with_regular(path, |parent, name, meta| {
+            open_regular(parent, name, meta, path, self.read_limit)
+        })?;
+        stream(&std::fs::File::from(fd), self.read_limit, path, f)
     }
 
     /// Lists a directory (following symlinks inside the root to reach it), sorted by name.
@@ -262,6 +279,33 @@ fn read_regular(
     display: &Path,
     limit: u64,
 ) -> Result<(Vec<u8>, OwnedFd)> {
+    let (fd, now) = open_regular(parent, name, expected, display, limit)?;
+    // One byte more than the size, so that the read ends without growing the buffer.
+    let mut buf = Vec::with_capacity(now.size.min(limit) as usize + 1);
+    let file = std::fs::File::from(fd);
+    (&file)
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("read", display, e))?;
+    if buf.len() as u64 > limit {
+        return Err(Error::TooLarge {
+            path: display.to_owned(),
+            size: buf.len() as u64,
+            limit,
+        });
+    }
+    Ok((buf, OwnedFd::from(file)))
+}
+
+/// Opens `name` in `parent` for reading if it is the regular file `expected` describes and not
+/// larger than `limit`.
+fn open_regular(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    expected: &Meta,
+    display: &Path,
+    limit: u64,
+) -> Result<(OwnedFd, Meta)> {
     if expected.kind != FileKind::File {
         return Err(Error::unsafe_tree(
             display,
@@ -286,20 +330,7 @@ fn read_regular(
             "the file was replaced while it was being opened",
         ));
     }
-    let mut buf = Vec::with_capacity(now.size.min(limit) as usize);
-    let file = std::fs::File::from(fd);
-    (&file)
-        .take(limit + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| Error::io("read", display, e))?;
-    if buf.len() as u64 > limit {
-        return Err(Error::TooLarge {
-            path: display.to_owned(),
-            size: buf.len() as u64,
-            limit,
-        });
-    }
-    Ok((buf, OwnedFd::from(file)))
+    Ok((fd, now))
 }
 
 /// A directory inside the root, reached by canonical path, on which entries are created and
@@ -558,6 +589,31 @@ impl DirHandle {
     }
 }
 
+/// Reads `file` from its start in chunks handed to `f`, up to `limit` bytes (an error past that).
+/// Returns the number of bytes read.
+fn stream(file: &std::fs::File, limit: u64, display: &Path, mut f: impl FnMut(&[u8])) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; CHUNK];
+    let mut at = 0u64;
+    loop {
+        let n = match file.read_at(&mut buf, at) {
+            Ok(0) => return Ok(at),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("read", display, e)),
+        };
+        at += n as u64;
+        if at > limit {
+            return Err(Error::TooLarge {
+                path: display.to_owned(),
+                size: at,
+                limit,
+            });
+        }
+        f(&buf[..n]);
+    }
+}
+
 /// The mount a descriptor is on (`statx`'s `stx_mnt_id`); `None` where the kernel does not say.
 fn mount_id(fd: BorrowedFd<'_>) -> Option<u64> {
     let st = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, rustix::fs::StatxFlags::MNT_ID).ok()?;
@@ -578,31 +634,10 @@ pub(crate) struct InPlace {
 const CHUNK: usize = 128 << 10;
 
 impl InPlace {
-    /// Reads the file from the start, handing each chunk to `f`, up to `limit` bytes (an error
-    /// past that). Returns the number of bytes read.
-    pub fn stream(&self, limit: u64, mut f: impl FnMut(&[u8])) -> Result<u64> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = vec![0u8; CHUNK];
-        let mut at = 0u64;
-        loop {
-            let n = match self.file.read_at(&mut buf, at) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("read", &self.display, e)),
-            };
-            if n == 0 {
-                return Ok(at);
-            }
-            at += n as u64;
-            if at > limit {
-                return Err(Error::TooLarge {
-                    path: self.display.clone(),
-                    size: at,
-                    limit,
-                });
-            }
-            f(&buf[..n]);
-        }
+    /// Reads the file from its start in chunks handed to `f`, up to `limit` bytes (an error past
+    /// that). Returns the number of bytes read.
+    pub fn stream(&self, limit: u64, f: impl FnMut(&[u8])) -> Result<u64> {
+        stream(&self.file, limit, &self.display, f)
     }
 
     /// Reads `len` bytes at `offset` (fewer at the end of the file).

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use super::probe;
 use crate::certs::CaCert;
 use crate::error::Result;
+use crate::pem::Scanner;
 use crate::plan::{Change, Edit};
 use crate::rootfs::{ContainerRoot, FileKind};
 
@@ -100,28 +101,6 @@ fn candidates(root: &ContainerRoot) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// The DER certificates in a PEM text; blocks that do not decode are ignored.
-fn pem_ders(text: &[u8]) -> HashSet<Vec<u8>> {
-    let mut out = HashSet::new();
-    let mut body: Option<String> = None;
-    for line in text.split(|b| *b == b'\n') {
-        let line = String::from_utf8_lossy(line);
-        let line = line.trim();
-        if line == "-----BEGIN CERTIFICATE-----" {
-            body = Some(String::new());
-        } else if line == "-----END CERTIFICATE-----" {
-            if let Some(b64) = body.take() {
-                if let Ok(der) = openssl::base64::decode_block(&b64) {
-                    out.insert(der);
-                }
-            }
-        } else if let Some(b) = &mut body {
-            b.push_str(line);
-        }
-    }
-    out
-}
-
 /// Plans appending `certs` to every certifi bundle in `root` that lacks them.
 pub fn plan(root: &ContainerRoot, certs: &[CaCert], _env: &[String]) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
@@ -141,7 +120,9 @@ pub fn plan(root: &ContainerRoot, certs: &[CaCert], _env: &[String]) -> Result<V
         if !seen.insert(physical.clone()) {
             continue;
         }
-        let present = pem_ders(&root.read_file(&physical)?);
+        let mut scanner = Scanner::looking_for(certs.iter().map(|c| c.der.len()));
+        root.read_file_chunks(&physical, |chunk| scanner.feed(chunk))?;
+        let present: HashSet<Vec<u8>> = scanner.finish().into_iter().collect();
         let mut text = String::new();
         for cert in certs.iter().filter(|c| !present.contains(&c.der)) {
             text.push_str(&format!(
@@ -159,18 +140,4 @@ pub fn plan(root: &ContainerRoot, certs: &[CaCert], _env: &[String]) -> Result<V
         }
     }
     Ok(changes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pem_blocks_decode_and_garbage_is_ignored() {
-        let text = b"# c\n-----BEGIN CERTIFICATE-----\nAAEC\nAw==\n-----END CERTIFICATE-----\n\
-                     -----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n";
-        let ders = pem_ders(text);
-        assert_eq!(ders.len(), 1);
-        assert!(ders.contains(&vec![0, 1, 2, 3]));
-    }
 }

@@ -1,0 +1,285 @@
+//! Finding the certificates in a PEM file without parsing them, from bytes in memory or fed in
+//! chunks as a file is read, in memory bounded by the largest block, not the file.
+//!
+//! A block starts at a line `-----BEGIN <label>-----` and ends at the line
+//! `-----END <label>-----` (leading and trailing ASCII white space, a carriage return included,
+//! are ignored on both). Blocks labelled `CERTIFICATE`, `X509 CERTIFICATE` and
+//! `TRUSTED CERTIFICATE` yield the first DER element of their decoded body (a trusted
+//! certificate's trust settings follow it); other blocks, and blocks that do not decode, yield
+//! nothing. A file without any certificate block is taken as one DER certificate.
+//!
+//! A block that decodes to something other than a certificate yields bytes no certificate of
+//! ours hashes to, so fingerprints taken from these match DER-encoded certificates only. A
+//! certificate in a BER encoding (which a full parser would re-encode) is not recognised; an
+//! install then appends a duplicate, which is harmless.
+
+use std::collections::HashSet;
+
+use base64::Engine;
+
+/// Longest base64 body of one block that is decoded (a certificate is a few kilobytes).
+const MAX_BODY: usize = 1 << 20;
+/// Longest line kept; longer lines are neither markers nor part of a certificate.
+const MAX_LINE: usize = 64 << 10;
+/// Bytes kept from the start of the input, for a DER file (no PEM block at all).
+const MAX_DER: usize = 64 << 10;
+
+/// A certificate block being read.
+struct Block {
+    label: Vec<u8>,
+    /// Base64 text without white space; `None` once the block is known not to be wanted.
+    body: Option<Vec<u8>>,
+    /// Whether the body is a certificate followed by trust settings.
+    trusted: bool,
+}
+
+/// Scans PEM text for certificates, fed in chunks of any size.
+pub(crate) struct Scanner {
+    /// Base64 lengths of the `CERTIFICATE` blocks worth decoding; `None` decodes all.
+    lengths: Option<HashSet<usize>>,
+    carry: Vec<u8>,
+    overlong: bool,
+    block: Option<Block>,
+    any_block: bool,
+    head: Vec<u8>,
+    ders: Vec<Vec<u8>>,
+}
+
+impl Scanner {
+    /// A scanner that yields every certificate.
+    pub fn new() -> Scanner {
+        Scanner {
+            lengths: None,
+            carry: Vec::new(),
+            overlong: false,
+            block: None,
+            any_block: false,
+            head: Vec::new(),
+            ders: Vec::new(),
+        }
+    }
+
+    /// A scanner that only decodes the plain certificate blocks that could hold one of the
+    /// certificates given by DER length: any other one cannot be one of them. Trusted blocks are
+    /// always decoded (their body holds more than the certificate).
+    pub fn looking_for(der_lengths: impl IntoIterator<Item = usize>) -> Scanner {
+        Scanner {
+            lengths: Some(der_lengths.into_iter().map(|n| n.div_ceil(3) * 4).collect()),
+            ..Scanner::new()
+        }
+    }
+
+    /// Feeds the next bytes of the input.
+    pub fn feed(&mut self, mut chunk: &[u8]) {
+        if self.head.len() < MAX_DER && !self.any_block {
+            let take = chunk.len().min(MAX_DER - self.head.len());
+            self.head.extend_from_slice(&chunk[..take]);
+        }
+        while let Some(nl) = memchr::memchr(b'\n', chunk) {
+            if self.carry.is_empty() && !self.overlong {
+                self.line(&chunk[..nl]);
+            } else {
+                self.push_carry(&chunk[..nl]);
+                let line = std::mem::take(&mut self.carry);
+                if !std::mem::take(&mut self.overlong) {
+                    self.line(&line);
+                }
+                self.carry = line;
+                self.carry.clear();
+            }
+            chunk = &chunk[nl + 1..];
+        }
+        self.push_carry(chunk);
+    }
+
+    fn push_carry(&mut self, bytes: &[u8]) {
+        if self.overlong || self.carry.len() + bytes.len() > MAX_LINE {
+            self.overlong = true;
+            self.carry.clear();
+        } else {
+            self.carry.extend_from_slice(bytes);
+        }
+    }
+
+    /// The DER encoding of every certificate found, in order.
+    pub fn finish(mut self) -> Vec<Vec<u8>> {
+        if !self.carry.is_empty() && !self.overlong {
+            let line = std::mem::take(&mut self.carry);
+            self.line(&line);
+        }
+        if !self.any_block {
+            self.ders.extend(first_element(&self.head).map(<[u8]>::to_vec));
+        }
+        self.ders
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        let line = line.trim_ascii();
+        if let Some(block) = &mut self.block {
+            if let Some(label) = line.strip_prefix(b"-----END ").and_then(|l| l.strip_suffix(b"-----")) {
+                let block = self.block.take().expect("in a block");
+                if label == block.label.as_slice() {
+                    self.end(block);
+                }
+                return;
+            }
+            if line.starts_with(b"-----BEGIN ") {
+                // Unterminated before another block starts: neither is read.
+                block.body = None;
+            } else if let Some(body) = &mut block.body {
+                body.extend(line.iter().filter(|b| !b.is_ascii_whitespace()));
+                if body.len() > MAX_BODY {
+                    block.body = None;
+                }
+            }
+            return;
+        }
+        if let Some(label) = line.strip_prefix(b"-----BEGIN ").and_then(|l| l.strip_suffix(b"-----")) {
+            let trusted = label == b"TRUSTED CERTIFICATE";
+            let wanted = trusted || label == b"CERTIFICATE" || label == b"X509 CERTIFICATE";
+            self.any_block |= wanted;
+            self.block = Some(Block {
+                label: label.to_vec(),
+                body: wanted.then(Vec::new),
+                trusted,
+            });
+        }
+    }
+
+    fn end(&mut self, block: Block) {
+        let Some(body) = block.body else {
+            return;
+        };
+        if !block.trusted && self.lengths.as_ref().is_some_and(|l| !l.contains(&body.len())) {
+            return;
+        }
+        if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(&body) {
+            if let Some(cert) = first_element(&der) {
+                self.ders.push(cert.to_vec());
+            }
+        }
+    }
+}
+
+/// The DER encoding of every certificate in `bytes` (see the module documentation).
+pub fn cert_ders(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut s = Scanner::new();
+    s.feed(bytes);
+    s.finish()
+}
+
+/// The first DER element of `der` when it is a SEQUENCE that fits (definite length, at most
+/// four length bytes).
+fn first_element(der: &[u8]) -> Option<&[u8]> {
+    if der.first() != Some(&0x30) {
+        return None;
+    }
+    let first = *der.get(1)?;
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let len = der
+            .get(2..2 + n)?
+            .iter()
+            .fold(0usize, |acc, b| acc << 8 | usize::from(*b));
+        (len, 2 + n)
+    };
+    der.get(..header.checked_add(len)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE: &str = "-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn first_elements() {
+        assert_eq!(
+            first_element(&[0x30, 0x03, 1, 2, 3, 9, 9]),
+            Some(&[0x30, 0x03, 1, 2, 3][..])
+        );
+        assert_eq!(first_element(&[0x30, 0x81, 0x01, 7]), Some(&[0x30, 0x81, 0x01, 7][..]));
+        assert_eq!(first_element(&[0x30, 0x80, 0, 0]), None);
+        assert_eq!(first_element(&[0x31, 0x00]), None);
+        assert_eq!(first_element(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+    }
+
+    #[test]
+    fn blocks_decode_whatever_the_chunking() {
+        let text = format!(
+            "# comment\r\n{ONE}-----BEGIN PRIVATE KEY-----\nMAMCAQI=\n-----END PRIVATE KEY-----\n  \
+             -----BEGIN X509 CERTIFICATE-----  \r\n MAMC\r\n AQM= \r\n-----END X509 CERTIFICATE-----"
+        );
+        let want = vec![vec![0x30, 3, 2, 1, 1], vec![0x30, 3, 2, 1, 3]];
+        assert_eq!(cert_ders(text.as_bytes()), want);
+        for size in [1, 2, 3, 7, 64] {
+            let mut s = Scanner::new();
+            for chunk in text.as_bytes().chunks(size) {
+                s.feed(chunk);
+            }
+            assert_eq!(s.finish(), want, "chunks of {size}");
+        }
+    }
+
+    #[test]
+    fn garbage_has_no_certificates() {
+        assert!(cert_ders(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n").is_empty());
+        assert!(cert_ders(b"-----BEGIN CERTIFICATE-----\nunterminated").is_empty());
+        assert!(cert_ders(b"-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END OTHER-----\n").is_empty());
+        assert!(cert_ders(&[0x30, 0x82, 0xff]).is_empty());
+        // Not a whole certificate: its first element claims more bytes than there are.
+        assert!(
+            cert_ders(b"-----BEGIN CERTIFICATE-----\nMIIBVzCB/qADAgECAhQ=\n-----END CERTIFICATE-----\n").is_empty()
+        );
+        // A second BEGIN inside a block spoils the block.
+        assert!(cert_ders(format!("-----BEGIN CERTIFICATE-----\n{ONE}").as_bytes()).is_empty());
+    }
+
+    #[test]
+    fn a_file_without_blocks_is_one_der_certificate() {
+        assert_eq!(cert_ders(&[0x30, 0x01, 0x05, 0xff]), vec![vec![0x30, 0x01, 0x05]]);
+        let mut s = Scanner::new();
+        s.feed(&[0x30]);
+        s.feed(&[0x01, 0x05]);
+        assert_eq!(s.finish(), vec![vec![0x30, 0x01, 0x05]]);
+    }
+
+    #[test]
+    fn the_length_filter_skips_only_what_cannot_match() {
+        let two = format!("{ONE}-----BEGIN CERTIFICATE-----\nMAUCAwEAAQ==\n-----END CERTIFICATE-----\n");
+        let (five, seven) = (vec![0x30, 3, 2, 1, 1], vec![0x30, 5, 2, 3, 1, 0, 1]);
+        assert_eq!(cert_ders(two.as_bytes()), vec![five.clone(), seven.clone()]);
+        for (lengths, want) in [
+            (vec![5], vec![five.clone()]),
+            (vec![7], vec![seven.clone()]),
+            (vec![], vec![]),
+        ] {
+            let mut s = Scanner::looking_for(lengths.clone());
+            s.feed(two.as_bytes());
+            assert_eq!(s.finish(), want, "{lengths:?}");
+        }
+        // A trusted block is decoded whatever its length.
+        let trusted = "-----BEGIN TRUSTED CERTIFICATE-----\nMAMCAQEwAA==\n-----END TRUSTED CERTIFICATE-----\n";
+        let mut s = Scanner::looking_for([99]);
+        s.feed(trusted.as_bytes());
+        assert_eq!(s.finish(), vec![five]);
+    }
+
+    #[test]
+    fn overlong_lines_are_ignored_and_memory_stays_bounded() {
+        let mut s = Scanner::new();
+        s.feed(ONE.as_bytes());
+        for _ in 0..64 {
+            s.feed(&[b'A'; 4096]);
+        }
+        s.feed(b"\n");
+        s.feed(ONE.as_bytes());
+        assert!(s.carry.capacity() <= 2 * MAX_LINE);
+        assert_eq!(s.finish().len(), 2);
+    }
+}
