@@ -11,6 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
@@ -103,6 +104,7 @@ pub fn install(root: &ContainerRoot, plan: &Plan, journal_path: &Path, options: 
         options: *options,
         next_id: 0,
         touched: HashSet::new(),
+        dirs: HashMap::new(),
         report,
     };
     for change in &plan.changes {
@@ -199,6 +201,9 @@ struct Tx<'r> {
     options: Options,
     next_id: u32,
     touched: HashSet<PathBuf>,
+    /// Directories opened so far, by canonical path, with the attributes their new entries
+    /// inherit: each is reached once per install, not once per entry.
+    dirs: HashMap<PathBuf, Rc<(DirHandle, NewAttrs)>>,
     report: Report,
 }
 
@@ -253,16 +258,35 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// The directory at canonical path `path`, and what its new entries inherit.
+    fn dir(&mut self, path: &Path) -> Result<Rc<(DirHandle, NewAttrs)>> {
+        if let Some(d) = self.dirs.get(path) {
+            return Ok(Rc::clone(d));
+        }
+        let dir = self.root.dir(path)?;
+        let attrs = dir.inherited(0)?;
+        let d = Rc::new((dir, attrs));
+        self.dirs.insert(path.to_owned(), Rc::clone(&d));
+        Ok(d)
+    }
+
     /// `mkdir -p`: returns the canonical path of the directory, creating what is missing.
     fn ensure_dir(&mut self, path: &Path) -> Result<PathBuf> {
+        if self.dirs.contains_key(path) {
+            return Ok(path.to_owned());
+        }
         let (mut current, missing, _) = self.root.plan_parent(path)?;
         for name in missing {
-            let dir = self.root.dir(&current)?;
-            self.touch(&dir)?;
+            let d = self.dir(&current)?;
+            let (dir, inherited) = &*d;
+            self.touch(dir)?;
             let id = self.id();
             let new = current.join(&name);
             self.writer.append(&Record::Mkdir { id, path: new.clone() })?;
-            let attrs = dir.inherited(0o755)?;
+            let attrs = NewAttrs {
+                mode: 0o755,
+                ..inherited.clone()
+            };
             let made = dir.create_dir(&name, &attrs)?;
             self.writer.append(&Record::Made {
                 id,
@@ -275,12 +299,13 @@ impl Tx<'_> {
     }
 
     fn create(&mut self, dir_path: &Path, name: &OsStr, entry: NewEntry, contents: &[u8], mode: u32) -> Result<()> {
-        let dir = self.root.dir(dir_path)?;
+        let d = self.dir(dir_path)?;
+        let (dir, inherited) = &*d;
         let path = dir_path.join(name);
         if dir.lstat(name)?.is_some() {
             return Err(Error::AlreadyExists { path });
         }
-        self.touch(&dir)?;
+        self.touch(dir)?;
         let id = self.id();
         let temp = temp_name();
         self.writer.append(&Record::Create {
@@ -289,7 +314,10 @@ impl Tx<'_> {
             temp: temp.to_string_lossy().into_owned(),
             entry: entry.clone(),
         })?;
-        let attrs = dir.inherited(mode)?;
+        let attrs = NewAttrs {
+            mode,
+            ..inherited.clone()
+        };
         let made = match &entry {
             NewEntry::File { .. } => dir.create_file(&temp, contents, &attrs, self.options.durable)?,
             NewEntry::Symlink { target } => dir.create_symlink(&temp, target.as_os_str(), &attrs)?,
@@ -304,16 +332,17 @@ impl Tx<'_> {
     }
 
     fn edit(&mut self, dir_path: &Path, name: &OsStr, edit: &Edit) -> Result<()> {
-        let dir = self.root.dir(dir_path)?;
+        let d = self.dir(dir_path)?;
+        let dir = &d.0;
         let path = dir_path.join(name);
         if let Edit::Append(extra) = edit {
             if let Some(file) = dir.open_in_place(name)? {
-                return self.append(&dir, path, &file, extra);
+                return self.append(dir, path, &file, extra);
             }
         }
         let (bytes, meta, xattrs) = dir.read(name, self.root.read_limit())?;
         let (new, undo) = edit.apply(&path, &bytes)?;
-        self.touch(&dir)?;
+        self.touch(dir)?;
         let id = self.id();
         let temp = temp_name();
         let backup = format!("orig-{id}-{}", random_suffix());
