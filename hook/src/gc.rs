@@ -88,6 +88,10 @@ pub fn run(state_dir: &Path, out: &mut impl Write) -> Result<Summary> {
                     summary.errors.push(msg);
                 }
             }
+        } else if name.strip_suffix(".lock").is_some_and(valid_id) {
+            // Left by a stage that was killed: no stage holds a lock while gc holds the
+            // directory's exclusive lock.
+            remove_if_exists(&state_dir.join(name))?;
         } else if let Some(id) = name.strip_suffix(".json").filter(|id| valid_id(id)) {
             if exists(&journal_path(state_dir, id)) {
                 continue;

@@ -82,34 +82,87 @@ pub fn run<R: std::io::Read + Send + 'static>(
     let bytes = oci::read_with_timeout(stdin, oci::MAX_STATE, STDIN_TIMEOUT)?;
     let state = oci::parse_state(&bytes)?;
     set(out, |o| o.id = Some(state.id.clone()));
-    let _lock = lock_state_dir(&config.state_dir)?;
-    match stage {
+    let lock = ContainerLock::take(&config.state_dir, &state.id)?;
+    let result = match stage {
         Stage::CreateRuntime => create_runtime(config, &state, out),
         Stage::Poststop => poststop(config, &state.id, out),
+    };
+    lock.release();
+    result
+}
+
+/// One container's stage in progress: the state directory locked shared (so that `gc`, which
+/// locks it exclusively, waits) and the container's own lock file `<id>.lock` exclusively (so
+/// that two stages of one container never work on its journal at once: a runtime retrying
+/// `delete` while the engine runs poststop, say). Stages of different containers run in
+/// parallel.
+pub struct ContainerLock {
+    _dir: std::os::fd::OwnedFd,
+    file: std::os::fd::OwnedFd,
+    path: PathBuf,
+}
+
+impl ContainerLock {
+    /// Takes the locks for container `id` (which must be valid), creating the state directory
+    /// (mode 0700) if needed. Each holder takes milliseconds; the invocation deadline bounds the
+    /// wait.
+    pub fn take(state_dir: &Path, id: &str) -> Result<ContainerLock> {
+        use rustix::fs::{flock, fstat, open, stat, FlockOperation, Mode, OFlags};
+        let dir = open_state_dir(state_dir)?;
+        flock(&dir, FlockOperation::LockShared)
+            .with_context(|| format!("cannot lock state directory {}", state_dir.display()))?;
+        let path = state_dir.join(format!("{id}.lock"));
+        loop {
+            let file = open(
+                &path,
+                OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+            .with_context(|| format!("cannot open lock file {}", path.display()))?;
+            flock(&file, FlockOperation::LockExclusive).with_context(|| format!("cannot lock {}", path.display()))?;
+            // The holder before us removes the file when it is done; a lock on a removed file
+            // is no lock, so it must still be the file at that name.
+            let held = fstat(&file).with_context(|| format!("cannot stat {}", path.display()))?;
+            match stat(&path) {
+                Ok(now) if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino) => {
+                    return Ok(ContainerLock { _dir: dir, file, path });
+                }
+                Ok(_) | Err(rustix::io::Errno::NOENT) => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot stat {}", path.display())),
+            }
+        }
+    }
+
+    /// Removes the lock file, then lets the locks go.
+    pub fn release(self) {
+        let _ = std::fs::remove_file(&self.path);
+        drop(self.file);
     }
 }
 
 /// Takes an exclusive lock on the state directory (creating it, mode 0700, if needed), held until
-/// the returned descriptor is dropped. Serialises the hook's invocations and `gc` on one host, so
-/// that two stages never work on one journal at once (a runtime retrying `delete` while the
-/// engine runs poststop, say). Each holder takes milliseconds; the invocation deadline bounds the
-/// wait.
+/// the returned descriptor is dropped: no stage of any container runs meanwhile (`gc`).
 pub fn lock_state_dir(state_dir: &Path) -> Result<std::os::fd::OwnedFd> {
-    use rustix::fs::{flock, FlockOperation, Mode, OFlags};
+    use rustix::fs::{flock, FlockOperation};
+    let fd = open_state_dir(state_dir)?;
+    flock(&fd, FlockOperation::LockExclusive)
+        .with_context(|| format!("cannot lock state directory {}", state_dir.display()))?;
+    Ok(fd)
+}
+
+fn open_state_dir(state_dir: &Path) -> Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(state_dir)
         .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
-    let fd = rustix::fs::open(
+    rustix::fs::open(
         state_dir,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .with_context(|| format!("cannot open state directory {}", state_dir.display()))?;
-    flock(&fd, FlockOperation::LockExclusive)
-        .with_context(|| format!("cannot lock state directory {}", state_dir.display()))?;
-    Ok(fd)
+    .with_context(|| format!("cannot open state directory {}", state_dir.display()))
 }
 
 /// Journal path of container `id` (which must be valid).
@@ -392,6 +445,63 @@ pub fn remove_if_exists(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs `f` on another thread; whether it finished within `wait`, and a way to join it.
+    fn finishes_within(wait: Duration, f: impl FnOnce() + Send + 'static) -> (bool, std::thread::JoinHandle<()>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            f();
+            let _ = tx.send(());
+        });
+        (rx.recv_timeout(wait).is_ok(), handle)
+    }
+
+    #[test]
+    fn container_locks_exclude_the_same_container_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let a = ContainerLock::take(&state, "a").unwrap();
+        assert!(state.join("a.lock").exists());
+
+        // Another container's stage goes ahead.
+        let s = state.clone();
+        let (done, t) = finishes_within(Duration::from_secs(5), move || {
+            ContainerLock::take(&s, "b").unwrap().release();
+        });
+        assert!(done, "a stage of another container waited");
+        t.join().unwrap();
+
+        // A second stage of the same container, and gc, wait until the first is done.
+        let s = state.clone();
+        let (same_done, same) = finishes_within(Duration::from_millis(300), move || {
+            ContainerLock::take(&s, "a").unwrap().release();
+        });
+        let s = state.clone();
+        let (gc_done, gc) = finishes_within(Duration::from_millis(300), move || {
+            drop(lock_state_dir(&s).unwrap());
+        });
+        assert!(!same_done, "two stages of one container at once");
+        assert!(!gc_done, "gc ran during a stage");
+        a.release();
+        same.join().unwrap();
+        gc.join().unwrap();
+        let left: Vec<_> = std::fs::read_dir(&state).unwrap().collect();
+        assert!(left.is_empty(), "lock files left: {left:?}");
+    }
+
+    #[test]
+    fn a_stage_waits_for_gc() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let gc = lock_state_dir(&state).unwrap();
+        let s = state.clone();
+        let (done, t) = finishes_within(Duration::from_millis(300), move || {
+            ContainerLock::take(&s, "a").unwrap().release();
+        });
+        assert!(!done, "a stage ran during gc");
+        drop(gc);
+        t.join().unwrap();
+    }
 
     #[test]
     fn durable_unless_the_journal_is_on_a_tmpfs() {

@@ -798,9 +798,28 @@ fn gc_collects_journals_of_gone_containers_only() {
     .unwrap();
     let mut c_state = w.state("gone-c");
     c_state["bundle"] = json!(c_bundle);
+    // With a second name, the bundle is replaced rather than appended to in place, and its
+    // original is backed up beside the journal; the backup must go too.
+    std::fs::hard_link(
+        c_rootfs.join("etc/ssl/certs/ca-certificates.crt"),
+        c_rootfs.join("etc/ssl/second-name.crt"),
+    )
+    .unwrap();
     ok(&w.hook_json("createRuntime", &c_state));
-    // A file the install backed up sits beside the journal; it must go too.
-    let backups_before = std::fs::read_dir(&w.state).unwrap().count();
+    // A lock file left by a stage that was killed: nothing holds it while gc runs.
+    std::fs::write(w.state.join("killed-d.lock"), "").unwrap();
+    let names = || -> Vec<String> {
+        std::fs::read_dir(&w.state)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    };
+    assert!(
+        names().iter().any(|n| n.starts_with("gone-c.journal.orig-")),
+        "{:?}",
+        names()
+    );
+    let backups_before = names().len();
     std::fs::remove_dir_all(&c_bundle).unwrap();
 
     let out = w.cli(&["gc"]);
@@ -811,10 +830,7 @@ fn gc_collects_journals_of_gone_containers_only() {
     b_before.assert_same(&Snapshot::take(&b_rootfs), "gc rolled back B");
     assert!(w.journal("live-a").exists());
     assert!(w.bundle_file().contains(w.ca_pem.trim()), "A untouched");
-    let left: Vec<String> = std::fs::read_dir(&w.state)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let left = names();
     assert!(left.len() < backups_before, "{left:?}");
     assert!(
         left.iter().all(|n| n.starts_with("live-a.")),
