@@ -15,6 +15,8 @@ pub(crate) struct Tlv<'a> {
     pub raw: &'a [u8],
 }
 
+pub(crate) const INTEGER: u8 = 0x02;
+pub(crate) const OCTET_STRING: u8 = 0x04;
 pub(crate) const OID: u8 = 0x06;
 pub(crate) const SEQUENCE: u8 = 0x30;
 pub(crate) const SET: u8 = 0x31;
@@ -87,11 +89,11 @@ mod tests {
     fn lengths_round_trip() {
         for n in [0usize, 1, 127, 128, 255, 256, 65_535, 65_536, 1 << 20] {
             let content = vec![7u8; n];
-            let enc = encode(0x04, &content);
+            let enc = encode(OCTET_STRING, &content);
             let (tlv, rest) = split(&enc).unwrap();
             assert_eq!(
                 (tlv.tag, tlv.content, tlv.raw, rest),
-                (0x04, &content[..], &enc[..], &[][..])
+                (OCTET_STRING, &content[..], &enc[..], &[][..])
             );
         }
     }

@@ -7,14 +7,23 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use openssl::hash::{hash, MessageDigest};
-use openssl::nid::Nid;
-use openssl::x509::X509;
+use base64::alphabet;
+use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
 
-use crate::certs::CaCert;
+use crate::certs::{attribute_text, CaCert};
 use crate::error::Result;
 use crate::plan::{Change, Edit, Plan};
 use crate::rootfs::{ContainerRoot, FileKind};
+
+/// Base64 as PEM bodies use it; as lenient as OpenSSL's decoder about the unused bits of the
+/// last character.
+pub(crate) const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
 
 /// Prefix of every file name we choose, so that nothing collides with the image's own names.
 pub const NAME_PREFIX: &str = "cacerts-hook-";
@@ -248,7 +257,7 @@ impl<'a> Planner<'a> {
                 if let Ok(bytes) = self.root.read_file(&path) {
                     if cert_ders(&bytes)
                         .first()
-                        .is_some_and(|der| openssl::sha::sha1(der) == cert.sha1)
+                        .is_some_and(|der| Sha1::digest(der)[..] == cert.sha1)
                     {
                         linked = true;
                     }
@@ -281,14 +290,9 @@ pub fn encode(cert: &CaCert, form: Form) -> String {
 /// The label p11-kit gives an anchor file's certificate: the subject's common name, else the
 /// one-line subject.
 fn alias(cert: &CaCert) -> String {
-    X509::from_der(&cert.der)
+    x509_parser::parse_x509_certificate(&cert.der)
         .ok()
-        .and_then(|x| {
-            x.subject_name()
-                .entries_by_nid(Nid::COMMONNAME)
-                .next()
-                .and_then(|e| e.data().to_string().ok())
-        })
+        .and_then(|(_, x)| x.subject().iter_common_name().next().and_then(attribute_text))
         .unwrap_or_else(|| cert.subject.clone())
 }
 
@@ -312,8 +316,8 @@ fn der_tlv(tag: u8, value: &[u8]) -> Vec<u8> {
     out
 }
 
-fn pem_block(label: &str, der: &[u8]) -> String {
-    let b64 = openssl::base64::encode_block(der);
+pub(crate) fn pem_block(label: &str, der: &[u8]) -> String {
+    let b64 = BASE64.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     for chunk in b64.as_bytes().chunks(64) {
         out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
@@ -326,10 +330,8 @@ fn pem_block(label: &str, der: &[u8]) -> String {
 /// OpenSSL's `X509_NAME_hash_old`: the first four bytes of the MD5 of the subject's DER, little
 /// endian.
 fn subject_hash_old(cert: &CaCert) -> Option<u32> {
-    let x = X509::from_der(&cert.der).ok()?;
-    let der = x.subject_name().to_der().ok()?;
-    let md = hash(MessageDigest::md5(), &der).ok()?;
-    Some(u32::from_le_bytes([md[0], md[1], md[2], md[3]]))
+    let (_, x) = x509_parser::parse_x509_certificate(&cert.der).ok()?;
+    Some(crate::subject_hash::subject_hash_old(x.subject().as_raw()))
 }
 
 /// The DER encoding of every certificate in a file, not parsed: PEM blocks (`CERTIFICATE`,
@@ -342,6 +344,12 @@ fn subject_hash_old(cert: &CaCert) -> Option<u32> {
 /// certificate in a BER encoding (which OpenSSL would re-encode) is not recognised; an install
 /// then appends a duplicate, which is harmless.
 pub fn cert_ders(bytes: &[u8]) -> Vec<Vec<u8>> {
+    pem_ders(bytes, &["CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"])
+}
+
+/// [`cert_ders`] of the PEM blocks labelled one of `labels` (or of the file as DER when it has
+/// none).
+pub fn pem_ders(bytes: &[u8], labels: &[&str]) -> Vec<Vec<u8>> {
     let text = String::from_utf8_lossy(bytes);
     let mut out = Vec::new();
     let mut rest: &str = &text;
@@ -359,13 +367,14 @@ pub fn cert_ders(bytes: &[u8]) -> Vec<Vec<u8>> {
         };
         let body = &rest[..end];
         rest = &rest[end + end_marker.len()..];
-        if !matches!(label, "CERTIFICATE" | "X509 CERTIFICATE" | "TRUSTED CERTIFICATE") {
+        if !labels.contains(&label) {
             continue;
         }
         any_block = true;
         // Base64 is ASCII: only ASCII white space is taken out.
         let b64: String = body.split_ascii_whitespace().collect();
-        if let Some(der) = openssl::base64::decode_block(&b64)
+        if let Some(der) = BASE64
+            .decode(&b64)
             .ok()
             .and_then(|der| first_element(&der).map(<[u8]>::to_vec))
         {
@@ -403,7 +412,7 @@ fn first_element(der: &[u8]) -> Option<&[u8]> {
 
 /// Fingerprints (SHA-256 of the DER) of every certificate in a file.
 pub fn fingerprints(bytes: &[u8]) -> Fingerprints {
-    cert_ders(bytes).iter().map(|der| openssl::sha::sha256(der)).collect()
+    cert_ders(bytes).iter().map(|der| Sha256::digest(der).into()).collect()
 }
 
 /// The outcome of [`Planner::todo`].

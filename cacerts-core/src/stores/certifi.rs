@@ -10,8 +10,11 @@ use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use base64::Engine;
+
 use super::probe;
 use crate::certs::CaCert;
+use crate::distro::planner::BASE64;
 use crate::error::Result;
 use crate::plan::{Change, Edit};
 use crate::rootfs::{ContainerRoot, FileKind};
@@ -111,7 +114,7 @@ fn pem_ders(text: &[u8]) -> HashSet<Vec<u8>> {
             body = Some(String::new());
         } else if line == "-----END CERTIFICATE-----" {
             if let Some(b64) = body.take() {
-                if let Ok(der) = openssl::base64::decode_block(&b64) {
+                if let Ok(der) = BASE64.decode(&b64) {
                     out.insert(der);
                 }
             }
