@@ -6,7 +6,8 @@
 //! mounted ConfigMaps and Secrets present their keys).
 //!
 //! Only CA certificates are kept: `basicConstraints` with `CA:TRUE`, or a self-signed version 1
-//! root (which predates extensions). A file that fails to parse, holds a private key, or a
+//! root (which predates extensions; its signature is verified with its own key, for the
+//! algorithms roots are signed with: RSA with SHA-1 or SHA-2, ECDSA on P-256 or P-384, Ed25519). A file that fails to parse, holds a private key, or a
 //! certificate that is not a CA or has expired, is skipped with a reason naming the file; the
 //! others still go in. The same certificate given twice is kept once. `TRUSTED CERTIFICATE`
 //! blocks (OpenSSL's form, with trust settings an anchor cannot keep) are reported, not loaded.
@@ -15,16 +16,30 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use openssl::asn1::Asn1Time;
-use openssl::hash::MessageDigest;
-use openssl::pkey::PKey;
-use openssl::x509::X509;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use x509_parser::asn1_rs::Class;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::error::X509Error;
+use x509_parser::objects::{oid2abbrev, oid_registry};
+use x509_parser::time::ASN1Time;
+use x509_parser::x509::{AttributeTypeAndValue, X509Name, X509Version};
+
+use crate::der;
+use crate::pem::{pem_block, plain_cert_ders};
+use crate::subject_hash::{self, string_value};
 
 /// Why a file holding a private key (PEM, or DER in PKCS#8 or the traditional forms) is skipped.
 const HOLDS_KEY: &str = "holds a private key; give the CA certificate alone (never a key) and keep the key secret";
 
 /// The start of a PEM block in OpenSSL's trusted form (certificate and trust settings).
 const TRUSTED_BEGIN: &[u8] = b"-----BEGIN TRUSTED CERTIFICATE-----";
+
+/// The PEM labels of plain certificates (OpenSSL reads the old one too).
+const CERT_LABELS: [&str; 2] = ["CERTIFICATE", "X509 CERTIFICATE"];
+
+/// Why a certificate without `CA:TRUE` is skipped.
+const NOT_CA: &str = "not a CA certificate (no basicConstraints CA:TRUE)";
 
 /// Largest input file accepted (a bundle of 15,000 certificates is about 21 MB).
 const MAX_INPUT: u64 = 64 << 20;
@@ -148,10 +163,7 @@ fn load_file(path: &Path, seen: &mut HashSet<[u8; 32]>, out: &mut Loaded) {
     // OpenSSL's `TRUSTED CERTIFICATE` blocks carry trust settings (which may reject purposes)
     // that an anchor cannot express, and the PEM reader passes over them without a word: report
     // them, and load the plain blocks beside them.
-    let trusted = bytes
-        .windows(TRUSTED_BEGIN.len())
-        .filter(|w| *w == TRUSTED_BEGIN)
-        .count();
+    let trusted = count(&bytes, TRUSTED_BEGIN);
     if trusted > 0 {
         skip(
             out,
@@ -161,20 +173,51 @@ fn load_file(path: &Path, seen: &mut HashSet<[u8; 32]>, out: &mut Loaded) {
             ),
         );
     }
-    let certs = if contains(&bytes, b"-----BEGIN CERTIFICATE-----") || trusted > 0 {
-        match X509::stack_from_pem(&bytes) {
-            Ok(c) if !c.is_empty() => c,
-            Ok(_) if trusted > 0 => return,
-            Ok(_) => return skip(out, "no certificate in the PEM data".into()),
-            Err(e) => return skip(out, format!("not valid PEM certificate data ({e})")),
+    let blocks: usize = CERT_LABELS
+        .iter()
+        .map(|label| count(&bytes, format!("-----BEGIN {label}-----").as_bytes()))
+        .sum();
+    let ders = if blocks > 0 || trusted > 0 {
+        let ders = if blocks > 0 {
+            plain_cert_ders(&bytes)
+        } else {
+            Vec::new()
+        };
+        // As OpenSSL's PEM reader, refuse the file when any of its blocks is unreadable.
+        if ders.len() < blocks {
+            return skip(
+                out,
+                "not valid PEM certificate data (a CERTIFICATE block is cut short or not base64)".into(),
+            );
         }
+        if ders.is_empty() {
+            return;
+        }
+        ders
     } else {
-        match X509::from_der(&bytes) {
-            Ok(c) => vec![c],
-            Err(_) if PKey::private_key_from_der(&bytes).is_ok() => return skip(out, HOLDS_KEY.into()),
+        match x509_parser::parse_x509_certificate(&bytes) {
+            Ok((rest, _)) => vec![bytes[..bytes.len() - rest.len()].to_vec()],
+            Err(_) if is_private_key(&bytes) => return skip(out, HOLDS_KEY.into()),
             Err(_) => return skip(out, "neither PEM certificates nor a DER certificate".into()),
         }
     };
+    let mut certs = Vec::with_capacity(ders.len());
+    for (i, der) in ders.iter().enumerate() {
+        match x509_parser::parse_x509_certificate(der) {
+            Ok((_, cert)) => certs.push(cert),
+            Err(e) if ders.len() > 1 => {
+                return skip(
+                    out,
+                    format!(
+                        "not valid PEM certificate data (certificate {} of {}: {e})",
+                        i + 1,
+                        ders.len()
+                    ),
+                )
+            }
+            Err(e) => return skip(out, format!("not valid PEM certificate data ({e})")),
+        }
+    }
     let stem = sanitize(
         path.file_stem()
             .map(|s| s.to_string_lossy())
@@ -182,30 +225,25 @@ fn load_file(path: &Path, seen: &mut HashSet<[u8; 32]>, out: &mut Loaded) {
             .as_ref(),
     );
     let many = certs.len() > 1;
-    for (i, cert) in certs.iter().enumerate() {
+    for (i, (der, cert)) in ders.iter().zip(&certs).enumerate() {
         let label = if many {
             format!("certificate {} of {}", i + 1, certs.len())
         } else {
             "certificate".into()
         };
-        let subject = one_line(cert.subject_name());
-        match check(cert) {
-            Ok(()) => {}
-            Err(why) => {
-                skip(out, format!("{label} ({subject}): {why}"));
+        let subject = one_line(cert.subject());
+        if let Err(why) = check(cert) {
+            skip(out, format!("{label} ({subject}): {why}"));
+            continue;
+        }
+        let subject_hash = match subject_hash::subject_hash(cert.subject().as_raw()) {
+            Ok(h) => h,
+            Err(e) => {
+                skip(out, format!("{label} ({subject}): {e}"));
                 continue;
             }
-        }
-        let (Ok(der), Ok(pem), Ok(sha1), Ok(sha256)) = (
-            cert.to_der(),
-            cert.to_pem(),
-            cert.digest(MessageDigest::sha1()),
-            cert.digest(MessageDigest::sha256()),
-        ) else {
-            skip(out, format!("{label} ({subject}): cannot be re-encoded"));
-            continue;
         };
-        let sha256: [u8; 32] = sha256.as_ref().try_into().expect("sha256 is 32 bytes");
+        let sha256: [u8; 32] = Sha256::digest(der).into();
         if !seen.insert(sha256) {
             continue;
         }
@@ -215,11 +253,11 @@ fn load_file(path: &Path, seen: &mut HashSet<[u8; 32]>, out: &mut Loaded) {
             stem.clone()
         };
         out.certs.push(CaCert {
-            der,
-            pem: String::from_utf8(pem).expect("PEM is ASCII"),
+            der: der.clone(),
+            pem: pem_block("CERTIFICATE", der),
             name,
-            subject_hash: cert.subject_name_hash(),
-            sha1: sha1.as_ref().try_into().expect("sha1 is 20 bytes"),
+            subject_hash,
+            sha1: Sha1::digest(der).into(),
             sha256,
             subject,
             source: path.to_owned(),
@@ -228,37 +266,107 @@ fn load_file(path: &Path, seen: &mut HashSet<[u8; 32]>, out: &mut Loaded) {
 }
 
 /// Why a certificate may not be installed as a trust anchor, if it may not.
-fn check(cert: &X509) -> Result<(), String> {
-    let now = Asn1Time::days_from_now(0).map_err(|e| e.to_string())?;
-    if cert.not_after() < now {
-        return Err(format!("expired on {}", cert.not_after()));
+fn check(cert: &X509Certificate<'_>) -> Result<(), String> {
+    let not_after = cert.validity().not_after;
+    if not_after < ASN1Time::now() {
+        return Err(format!("expired on {}", gmt(&not_after)));
     }
-    let der = cert.to_der().map_err(|e| e.to_string())?;
-    let (_, parsed) =
-        x509_parser::parse_x509_certificate(&der).map_err(|e| format!("cannot parse the certificate ({e})"))?;
-    match parsed.basic_constraints() {
+    match cert.basic_constraints() {
         Ok(Some(bc)) if bc.value.ca => Ok(()),
         Ok(Some(_)) => Err("not a CA certificate (basicConstraints CA:FALSE)".into()),
-        Ok(None) if cert.version() == 0 && self_signed(cert) => Ok(()),
-        Ok(None) => Err("not a CA certificate (no basicConstraints CA:TRUE)".into()),
+        Ok(None) if cert.version() == X509Version::V1 => self_signed(cert),
+        Ok(None) => Err(NOT_CA.into()),
         Err(e) => Err(format!("malformed basicConstraints ({e})")),
     }
 }
 
-fn self_signed(cert: &X509) -> bool {
-    cert.issued(cert) == openssl::x509::X509VerifyResult::OK
-        && cert.public_key().and_then(|k| cert.verify(&k)).unwrap_or(false)
+/// A version 1 certificate predates extensions: it is taken for a CA when it is a self-signed
+/// root, as OpenSSL decides: issuer and subject the same name (compared in OpenSSL's canonical
+/// form), and the signature verifies with the certificate's own key.
+fn self_signed(cert: &X509Certificate<'_>) -> Result<(), String> {
+    let subject = subject_hash::canonical(cert.subject().as_raw());
+    let issuer = subject_hash::canonical(cert.issuer().as_raw());
+    if !matches!((subject, issuer), (Ok(s), Ok(i)) if s == i) {
+        return Err(NOT_CA.into());
+    }
+    match cert.verify_signature(None) {
+        Ok(()) => Ok(()),
+        Err(X509Error::SignatureUnsupportedAlgorithm) => Err(format!(
+            "{NOT_CA}; as a version 1 root its self-signature would count, but its algorithm ({}) \
+             cannot be checked",
+            cert.signature_algorithm.algorithm
+        )),
+        Err(_) => Err(NOT_CA.into()),
+    }
 }
 
-fn one_line(name: &openssl::x509::X509NameRef) -> String {
-    name.entries()
-        .map(|e| {
-            let key = e.object().nid().short_name().unwrap_or("?");
-            let value = e.data().to_string().unwrap_or_default();
+/// A time as OpenSSL prints it (`Jan  2 03:04:05 2024 GMT`).
+fn gmt(t: &ASN1Time) -> String {
+    let t = t.to_datetime();
+    let month = t.month().to_string();
+    format!(
+        "{} {:2} {:02}:{:02}:{:02} {} GMT",
+        &month[..3],
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.year()
+    )
+}
+
+/// The subject in one line, for messages: `CN=..., O=...`.
+fn one_line(name: &X509Name<'_>) -> String {
+    name.iter_attributes()
+        .map(|atv| {
+            let key = oid2abbrev(atv.attr_type(), oid_registry())
+                .map(str::to_owned)
+                .unwrap_or_else(|_| atv.attr_type().to_id_string());
+            let value =
+                attribute_text(atv).unwrap_or_else(|| String::from_utf8_lossy(atv.attr_value().data).into_owned());
             format!("{key}={value}")
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The value of a name's attribute as text, when it is one of the string types.
+pub(crate) fn attribute_text(atv: &AttributeTypeAndValue<'_>) -> Option<String> {
+    let value = atv.attr_value();
+    if value.class() != Class::Universal || value.header.is_constructed() {
+        return None;
+    }
+    string_value(u8::try_from(value.tag().0).ok()?, value.data)
+}
+
+/// Whether `bytes` start with a DER private key: PKCS#8 (`PrivateKeyInfo`, `OneAsymmetricKey`
+/// or `EncryptedPrivateKeyInfo`), or a traditional RSA, DSA or EC private key. Judged by the
+/// shape of the outer SEQUENCE, which no certificate has.
+fn is_private_key(bytes: &[u8]) -> bool {
+    let Some((outer, _)) = der::split(bytes) else {
+        return false;
+    };
+    if outer.tag != der::SEQUENCE {
+        return false;
+    }
+    let Some(items) = der::elements(outer.content) else {
+        return false;
+    };
+    let tags: Vec<u8> = items.iter().map(|t| t.tag).collect();
+    let algorithm =
+        |t: &der::Tlv<'_>| t.tag == der::SEQUENCE && der::split(t.content).is_some_and(|(oid, _)| oid.tag == der::OID);
+    match tags.as_slice() {
+        // PrivateKeyInfo / OneAsymmetricKey: version, algorithm, key, optional attributes and
+        // public key.
+        [der::INTEGER, der::SEQUENCE, der::OCTET_STRING, ..] => algorithm(&items[1]),
+        // EncryptedPrivateKeyInfo: algorithm, encrypted key.
+        [der::SEQUENCE, der::OCTET_STRING] => algorithm(&items[0]),
+        // ECPrivateKey (RFC 5915): version 1, key, optional parameters and public key.
+        [der::INTEGER, der::OCTET_STRING, ..] => items[0].content == [1],
+        // DSA (version, p, q, g, y, x) and RSA (version, n, e, d, p, q, dp, dq, qinv, and more
+        // primes in version 1): integers only.
+        t => (t.len() == 6 || t.len() >= 9) && t.iter().all(|t| *t == der::INTEGER),
+    }
 }
 
 /// Longest name: file names built from it (`cacerts-hook-<name>-<SHA-256 hex>.pem` and the
@@ -309,6 +417,10 @@ fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack.windows(needle.len()).filter(|w| *w == needle).count()
 }
 
 #[cfg(test)]

@@ -56,6 +56,7 @@
 //! ```
 
 pub mod certs;
+mod der;
 pub mod distro;
 pub mod error;
 pub mod failpoint;
@@ -65,6 +66,7 @@ pub mod pem;
 pub mod plan;
 pub mod rootfs;
 pub mod stores;
+pub mod subject_hash;
 pub mod txn;
 
 pub use crate::error::{Error, Result};

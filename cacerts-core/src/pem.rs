@@ -15,7 +15,16 @@
 
 use std::collections::HashSet;
 
+use base64::alphabet;
+use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
+
+/// Base64 as PEM bodies use it; as lenient as OpenSSL's decoder about the unused bits of the
+/// last character.
+pub(crate) const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
 
 /// Longest base64 body of one block that is decoded (a certificate is a few kilobytes).
 const MAX_BODY: usize = 1 << 20;
@@ -37,6 +46,8 @@ struct Block {
 pub(crate) struct Scanner {
     /// Base64 lengths of the `CERTIFICATE` blocks worth decoding; `None` decodes all.
     lengths: Option<HashSet<usize>>,
+    /// Whether `TRUSTED CERTIFICATE` blocks are read.
+    trusted: bool,
     carry: Vec<u8>,
     overlong: bool,
     block: Option<Block>,
@@ -50,6 +61,7 @@ impl Scanner {
     pub fn new() -> Scanner {
         Scanner {
             lengths: None,
+            trusted: true,
             carry: Vec::new(),
             overlong: false,
             block: None,
@@ -135,7 +147,7 @@ impl Scanner {
             return;
         }
         if let Some(label) = line.strip_prefix(b"-----BEGIN ").and_then(|l| l.strip_suffix(b"-----")) {
-            let trusted = label == b"TRUSTED CERTIFICATE";
+            let trusted = self.trusted && label == b"TRUSTED CERTIFICATE";
             let wanted = trusted || label == b"CERTIFICATE" || label == b"X509 CERTIFICATE";
             self.any_block |= wanted;
             self.block = Some(Block {
@@ -153,7 +165,7 @@ impl Scanner {
         if !block.trusted && self.lengths.as_ref().is_some_and(|l| !l.contains(&body.len())) {
             return;
         }
-        if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(&body) {
+        if let Ok(der) = BASE64.decode(&body) {
             if let Some(cert) = first_element(&der) {
                 self.ders.push(cert.to_vec());
             }
@@ -168,27 +180,37 @@ pub fn cert_ders(bytes: &[u8]) -> Vec<Vec<u8>> {
     s.finish()
 }
 
-/// The first DER element of `der` when it is a SEQUENCE that fits (definite length, at most
-/// four length bytes).
-fn first_element(der: &[u8]) -> Option<&[u8]> {
-    if der.first() != Some(&0x30) {
-        return None;
+/// The DER encoding of every `CERTIFICATE` and `X509 CERTIFICATE` block in `bytes`, skipping
+/// `TRUSTED CERTIFICATE` blocks (or of the file as DER when it has no such block).
+pub fn plain_cert_ders(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut s = Scanner::new();
+    s.trusted = false;
+    s.feed(bytes);
+    s.finish()
+}
+
+/// `der` as a PEM block with the given label, 64 characters per line, newline-terminated.
+pub(crate) fn pem_block(label: &str, der: &[u8]) -> String {
+    let b64 = BASE64.encode(der);
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
+    out.push_str("-----BEGIN ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
     }
-    let first = *der.get(1)?;
-    let (len, header) = if first < 0x80 {
-        (usize::from(first), 2)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let len = der
-            .get(2..2 + n)?
-            .iter()
-            .fold(0usize, |acc, b| acc << 8 | usize::from(*b));
-        (len, 2 + n)
-    };
-    der.get(..header.checked_add(len)?)
+    out.push_str("-----END ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    out
+}
+
+/// The first DER element of `der` when it is a SEQUENCE that fits.
+fn first_element(der: &[u8]) -> Option<&[u8]> {
+    crate::der::split(der)
+        .filter(|(tlv, _)| tlv.tag == crate::der::SEQUENCE)
+        .map(|(tlv, _)| tlv.raw)
 }
 
 #[cfg(test)]
@@ -238,6 +260,20 @@ mod tests {
         );
         // A second BEGIN inside a block spoils the block.
         assert!(cert_ders(format!("-----BEGIN CERTIFICATE-----\n{ONE}").as_bytes()).is_empty());
+    }
+
+    #[test]
+    fn blocks_round_trip_and_trusted_blocks_can_be_left_out() {
+        let der = vec![0x30, 0x41]
+            .into_iter()
+            .chain((0..0x41).map(|i| i as u8))
+            .collect::<Vec<_>>();
+        let cert = pem_block("CERTIFICATE", &der);
+        assert_eq!(cert.lines().nth(1).map(str::len), Some(64));
+        let trusted = pem_block("TRUSTED CERTIFICATE", &[0x30, 0x00, 0x30, 0x00]);
+        let both = format!("{trusted}{cert}");
+        assert_eq!(cert_ders(both.as_bytes()), vec![vec![0x30, 0x00], der.clone()]);
+        assert_eq!(plain_cert_ders(both.as_bytes()), vec![der]);
     }
 
     #[test]

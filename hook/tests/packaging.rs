@@ -103,3 +103,31 @@ fn containerd_base_spec_is_containerd_default_spec_plus_our_hooks() {
         assert!(help.status.success(), "{stage}");
     }
 }
+
+/// The hook runs at every container start: it must not pay for loading and binding OpenSSL's
+/// shared libraries (once a third of its process time). Its ELF dynamic section names what the
+/// loader maps; neither libssl nor libcrypto may be among it.
+#[test]
+fn the_binary_does_not_load_openssl() {
+    let out = Command::new("readelf")
+        .args(["--dynamic", "--wide", BIN])
+        .output()
+        .expect("readelf (binutils) must be installed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let needed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .collect();
+    assert!(
+        needed.iter().any(|n| n.starts_with("libc.so")),
+        "readelf output read: {text}"
+    );
+    for lib in &needed {
+        assert!(
+            !lib.starts_with("libssl") && !lib.starts_with("libcrypto"),
+            "{BIN} needs {lib}: {needed:?}"
+        );
+    }
+}

@@ -17,10 +17,12 @@ use cacerts_testkit::ca::{openssl_cli, TestCa};
 use cacerts_testkit::fixtures::{self, Base};
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
+use openssl::dsa::Dsa;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
+use openssl::rsa::Rsa;
 use openssl::symm::Cipher;
 use openssl::x509::extension::BasicConstraints;
 use openssl::x509::{X509Name, X509NameBuilder, X509};
@@ -95,6 +97,9 @@ struct Spec<'a> {
     issuer: Option<(&'a X509, &'a PKey<Private>)>,
     /// Validity, in days from now.
     valid: (i64, i64),
+    /// The certificate's key (a new P-256 key when `None`), and the signature's digest.
+    key: Option<&'a PKey<Private>>,
+    digest: MessageDigest,
 }
 
 impl Spec<'_> {
@@ -105,12 +110,14 @@ impl Spec<'_> {
             ca: Some(true),
             issuer: None,
             valid: (-1, 30),
+            key: None,
+            digest: MessageDigest::sha256(),
         }
     }
 
     /// The certificate and its key.
     fn build(&self) -> (X509, PKey<Private>) {
-        let key = new_key();
+        let key = self.key.cloned().unwrap_or_else(new_key);
         let name = subject(self.cn);
         let mut b = X509::builder().unwrap();
         b.set_version(self.version).unwrap();
@@ -134,7 +141,7 @@ impl Spec<'_> {
             b.append_extension(bc.build().unwrap()).unwrap();
         }
         let signer = self.issuer.map(|(_, k)| k).unwrap_or(&key);
-        b.sign(signer, MessageDigest::sha256()).unwrap();
+        b.sign(signer, self.digest).unwrap();
         (b.build(), key)
     }
 }
@@ -378,6 +385,70 @@ fn without_basic_constraints_only_a_self_signed_v1_root_is_a_ca() {
     assert_eq!(loaded.skipped.len(), 3);
 }
 
+/// The self-signature of a version 1 root is checked for the algorithms roots use (RSA with SHA-1
+/// or SHA-2, ECDSA on P-256 and P-384, Ed25519); a root signed otherwise is skipped with a reason
+/// that says so, never taken unchecked.
+#[test]
+fn version_1_roots_of_every_common_algorithm() {
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let p384 = PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(Nid::SECP384R1).unwrap()).unwrap()).unwrap();
+    let ed25519 = PKey::generate_ed25519().unwrap();
+    let p521 = PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(Nid::SECP521R1).unwrap()).unwrap()).unwrap();
+    let v1 = |cn, key, digest| {
+        Spec {
+            version: 0,
+            ca: None,
+            key: Some(key),
+            digest,
+            ..Spec::new(cn)
+        }
+        .build()
+        .0
+    };
+    let good = [
+        ("rsa-sha1.pem", v1("V1 RSA SHA-1", &rsa, MessageDigest::sha1())),
+        ("rsa-sha256.pem", v1("V1 RSA SHA-256", &rsa, MessageDigest::sha256())),
+        ("rsa-sha512.pem", v1("V1 RSA SHA-512", &rsa, MessageDigest::sha512())),
+        ("p384.pem", v1("V1 P-384", &p384, MessageDigest::sha384())),
+        ("ed25519.pem", v1("V1 Ed25519", &ed25519, MessageDigest::null())),
+    ];
+    let inputs: Vec<PathBuf> = good.iter().map(|(f, x)| write(dir.path(), f, pem(x))).collect();
+    let loaded = load(&inputs);
+    assert!(loaded.skipped.is_empty(), "{:?}", loaded.skipped);
+    assert_eq!(loaded.certs.len(), good.len());
+
+    // Another key's signature, under each algorithm: not self-signed.
+    let other = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let (issuer, _) = Spec {
+        key: Some(&other),
+        ..Spec::new("V1 RSA SHA-256")
+    }
+    .build();
+    let (forged, _) = Spec {
+        version: 0,
+        ca: None,
+        key: Some(&rsa),
+        issuer: Some((&issuer, &other)),
+        ..Spec::new("V1 RSA SHA-256")
+    }
+    .build();
+    let forged = write(dir.path(), "forged.pem", pem(&forged));
+    let unsupported = write(
+        dir.path(),
+        "p521.pem",
+        pem(&v1("V1 P-521", &p521, MessageDigest::sha512())),
+    );
+    let loaded = load(&[forged.clone(), unsupported.clone()]);
+    assert!(loaded.certs.is_empty(), "{:?}", names(&loaded));
+    assert!(skipped(&loaded, &forged).reason.contains("not a CA"));
+    let s = skipped(&loaded, &unsupported);
+    assert!(
+        s.reason.contains("not a CA") && s.reason.contains("cannot be checked"),
+        "{s}"
+    );
+}
+
 #[test]
 fn an_expired_ca_is_skipped() {
     let dir = tempfile::tempdir().unwrap();
@@ -422,6 +493,23 @@ fn a_file_holding_a_private_key_is_skipped() {
         ),
         ("pkcs8-key.der", key.private_key_to_pkcs8().unwrap()),
         ("ec-key.der", ec.private_key_to_der().unwrap()),
+        (
+            "encrypted-pkcs8-key.der",
+            key.private_key_to_pkcs8_passphrase(Cipher::aes_256_cbc(), b"secret")
+                .unwrap(),
+        ),
+        (
+            "rsa-key.der",
+            Rsa::generate(2048).unwrap().private_key_to_der().unwrap(),
+        ),
+        (
+            "dsa-key.der",
+            Dsa::generate(2048).unwrap().private_key_to_der().unwrap(),
+        ),
+        (
+            "ed25519-key.der",
+            PKey::generate_ed25519().unwrap().private_key_to_pkcs8().unwrap(),
+        ),
     ];
     let good = TestCa::new("Good CA");
     let mut inputs: Vec<PathBuf> = cases.iter().map(|(n, b)| write(dir.path(), n, b)).collect();

@@ -396,6 +396,118 @@ fn wrong_password_is_an_error() {
     }
 }
 
+/// Every PBES2 variant (PBKDF2 with HMAC-SHA-1/224/256/384/512, AES-128/192/256-CBC) and MAC
+/// digest a store may use is read, and written back with the same algorithms: stores made by
+/// keytool with its algorithm properties, and by `openssl pkcs12` for AES-192 (which the JDK
+/// neither offers nor reads). OpenSSL checks every result, keytool those it can read.
+#[test]
+fn every_pbes2_cipher_and_mac_digest() {
+    let f = fixture();
+    let image_ca = make_ca(f.tmp.path(), "image-ca");
+    let certs = load(&f.ours);
+    // (keytool's certificate protection and MAC algorithms, or OpenSSL when `None`; what
+    // `openssl pkcs12 -info` shows of them)
+    let variants = [
+        (
+            Some(("PBEWithHmacSHA1AndAES_128", "HmacPBESHA1")),
+            ["MAC: sha1,", "AES-128-CBC, Iteration 10000, PRF hmacWithSHA1\n"],
+        ),
+        (
+            Some(("PBEWithHmacSHA224AndAES_256", "HmacPBESHA224")),
+            ["MAC: sha224,", "AES-256-CBC, Iteration 10000, PRF hmacWithSHA224\n"],
+        ),
+        (
+            Some(("PBEWithHmacSHA384AndAES_128", "HmacPBESHA384")),
+            ["MAC: sha384,", "AES-128-CBC, Iteration 10000, PRF hmacWithSHA384\n"],
+        ),
+        (
+            Some(("PBEWithHmacSHA512AndAES_256", "HmacPBESHA512")),
+            ["MAC: sha512,", "AES-256-CBC, Iteration 10000, PRF hmacWithSHA512\n"],
+        ),
+        (
+            None,
+            ["MAC: sha224,", "AES-192-CBC, Iteration 2048, PRF hmacWithSHA256\n"],
+        ),
+    ];
+    let make = |store: &Path, algorithms: Option<(&str, &str)>| match algorithms {
+        Some((cert, mac)) => {
+            keytool(&[
+                &format!("-J-Dkeystore.pkcs12.certProtectionAlgorithm={cert}"),
+                &format!("-J-Dkeystore.pkcs12.macAlgorithm={mac}"),
+                "-importcert",
+                "-noprompt",
+                "-storetype",
+                "PKCS12",
+                "-alias",
+                "image",
+                "-file",
+                image_ca.to_str().unwrap(),
+                "-keystore",
+                store.to_str().unwrap(),
+                "-storepass",
+                "changeit",
+            ]);
+        }
+        None => {
+            let out = Command::new("openssl")
+                .args([
+                    "pkcs12",
+                    "-export",
+                    "-nokeys",
+                    "-certpbe",
+                    "AES-192-CBC",
+                    "-macalg",
+                    "sha224",
+                ])
+                .args(["-passout", "pass:changeit", "-in"])
+                .arg(&image_ca)
+                .arg("-out")
+                .arg(store)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+    };
+    for (i, (algorithms, want)) in variants.into_iter().enumerate() {
+        let rootfs = f.tmp.path().join(format!("rootfs-{i}"));
+        let store = rootfs.join("etc/ssl/certs/java/cacerts");
+        std::fs::create_dir_all(store.parent().unwrap()).unwrap();
+        make(&store, algorithms);
+        let original = std::fs::read(&store).unwrap();
+        let info = |store: &Path| {
+            let out = Command::new("openssl")
+                .args(["pkcs12", "-info", "-nokeys", "-passin", "pass:changeit", "-in"])
+                .arg(store)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "openssl pkcs12: {text}");
+            text
+        };
+        let text = info(&store);
+        assert!(want.iter().all(|w| text.contains(w)), "variant {i} as made: {text}");
+
+        let plan = plan_java(&rootfs, &certs, &[]);
+        assert_eq!(plan.changes.len(), 1, "variant {i}: {plan:?}");
+        let journal = f.tmp.path().join(format!("state/{i}.journal"));
+        let root = ContainerRoot::open(&rootfs).unwrap();
+        install(&root, &plan, &journal, &Default::default()).unwrap();
+        let text = info(&store);
+        assert!(want.iter().all(|w| text.contains(w)), "variant {i} as written: {text}");
+        // keytool (JDK 17) cannot read PBES2 with AES-192 at all.
+        if algorithms.is_some() {
+            let listing = list(&store);
+            assert!(
+                entries(&listing).contains(&pair("cacerts-hook-corp-root", "trustedCertEntry")),
+                "variant {i}:\n{listing}"
+            );
+        }
+        assert!(plan_java(&rootfs, &certs, &[]).is_empty(), "variant {i}: read back");
+        uninstall(&root, &journal).unwrap();
+        assert_eq!(std::fs::read(&store).unwrap(), original, "variant {i}");
+    }
+}
+
 /// JDK 8/11-style PKCS#12 (certificates under pbeWithSHAAnd40BitRC2-CBC) is refused by name.
 #[test]
 fn legacy_pkcs12_is_refused_with_a_clear_error() {

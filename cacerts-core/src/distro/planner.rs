@@ -7,15 +7,13 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use openssl::hash::{hash, MessageDigest};
-use openssl::nid::Nid;
-use openssl::x509::X509;
-
+use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use crate::certs::CaCert;
+use crate::certs::{attribute_text, CaCert};
+use crate::der;
 use crate::error::Result;
-use crate::pem::{self, Scanner};
+use crate::pem::{self, pem_block, Scanner};
 use crate::plan::{Change, Edit, Plan};
 use crate::rootfs::{ContainerRoot, FileKind};
 
@@ -254,7 +252,7 @@ impl<'a> Planner<'a> {
                 if let Ok(bytes) = self.root.read_file(&path) {
                     if pem::cert_ders(&bytes)
                         .first()
-                        .is_some_and(|der| openssl::sha::sha1(der) == cert.sha1)
+                        .is_some_and(|der| Sha1::digest(der)[..] == cert.sha1)
                     {
                         linked = true;
                     }
@@ -287,55 +285,23 @@ pub fn encode(cert: &CaCert, form: Form) -> String {
 /// The label p11-kit gives an anchor file's certificate: the subject's common name, else the
 /// one-line subject.
 fn alias(cert: &CaCert) -> String {
-    X509::from_der(&cert.der)
+    x509_parser::parse_x509_certificate(&cert.der)
         .ok()
-        .and_then(|x| {
-            x.subject_name()
-                .entries_by_nid(Nid::COMMONNAME)
-                .next()
-                .and_then(|e| e.data().to_string().ok())
-        })
+        .and_then(|(_, x)| x.subject().iter_common_name().next().and_then(attribute_text))
         .unwrap_or_else(|| cert.subject.clone())
 }
 
 /// DER of `X509_CERT_AUX ::= SEQUENCE { alias UTF8String }`.
 fn cert_aux(alias: &str) -> Vec<u8> {
-    let inner = der_tlv(0x0c, alias.as_bytes());
-    der_tlv(0x30, &inner)
-}
-
-fn der_tlv(tag: u8, value: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = value.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(value);
-    out
-}
-
-fn pem_block(label: &str, der: &[u8]) -> String {
-    let b64 = openssl::base64::encode_block(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+    let inner = der::encode(0x0c, alias.as_bytes());
+    der::encode(der::SEQUENCE, &inner)
 }
 
 /// OpenSSL's `X509_NAME_hash_old`: the first four bytes of the MD5 of the subject's DER, little
 /// endian.
 fn subject_hash_old(cert: &CaCert) -> Option<u32> {
-    let x = X509::from_der(&cert.der).ok()?;
-    let der = x.subject_name().to_der().ok()?;
-    let md = hash(MessageDigest::md5(), &der).ok()?;
-    Some(u32::from_le_bytes([md[0], md[1], md[2], md[3]]))
+    let (_, x) = x509_parser::parse_x509_certificate(&cert.der).ok()?;
+    Some(crate::subject_hash::subject_hash_old(x.subject().as_raw()))
 }
 
 /// The outcome of [`Planner::todo`].
@@ -344,16 +310,4 @@ pub struct Todo<'a> {
     pub certs: Vec<&'a CaCert>,
     /// Whether the family's main bundle exists (else it is to be created).
     pub bundle_exists: bool,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn der_lengths() {
-        assert_eq!(der_tlv(0x0c, b"ab"), vec![0x0c, 2, b'a', b'b']);
-        let long = vec![0u8; 300];
-        assert_eq!(&der_tlv(0x30, &long)[..4], &[0x30, 0x82, 0x01, 0x2c]);
-    }
 }

@@ -21,10 +21,15 @@
 
 use std::fmt;
 
-use openssl::hash::{hash, MessageDigest};
-use openssl::pkey::PKey;
-use openssl::sign::Signer;
-use openssl::symm::{Cipher, Crypter, Mode};
+use aes::cipher::block_padding::Pkcs7;
+use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use hmac::digest::core_api::BlockSizeUser;
+use hmac::{Mac, SimpleHmac};
+use sha1::Sha1;
+use sha2::Digest as _;
+use sha2::{Sha224, Sha256, Sha384, Sha512};
+
+use crate::der;
 
 /// The password Java's trust stores use unless someone changed it.
 pub const DEFAULT_PASSWORD: &str = "changeit";
@@ -246,17 +251,14 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn jks_digest(password: &str, data: &[u8]) -> Result<[u8; 20]> {
+fn jks_digest(password: &str, data: &[u8]) -> [u8; 20] {
     let mut input = Vec::with_capacity(password.len() * 2 + JKS_WHITENER.len() + data.len());
     for unit in password.encode_utf16() {
         input.extend_from_slice(&unit.to_be_bytes());
     }
     input.extend_from_slice(JKS_WHITENER);
     input.extend_from_slice(data);
-    let d = hash(MessageDigest::sha1(), &input).map_err(|e| KeystoreError(format!("SHA-1: {e}")))?;
-    let mut out = [0; 20];
-    out.copy_from_slice(&d);
-    Ok(out)
+    Sha1::digest(&input).into()
 }
 
 impl Jks {
@@ -313,7 +315,7 @@ impl Jks {
         if c.pos != data.len() {
             return err(format!("{} unexpected bytes after the last entry", data.len() - c.pos));
         }
-        if jks_digest(password, data)? != digest {
+        if jks_digest(password, data) != digest {
             return err("integrity check failed: wrong keystore password, or the file is corrupt");
         }
         Ok(Jks { version, entries })
@@ -357,8 +359,7 @@ impl Jks {
         for e in &self.entries {
             out.extend_from_slice(&e.raw);
         }
-        // SHA-1 of in-memory data cannot fail short of a broken OpenSSL.
-        let digest = jks_digest(password, &out).unwrap_or([0; 20]);
+        let digest = jks_digest(password, &out);
         out.extend_from_slice(&digest);
         out
     }
@@ -431,13 +432,50 @@ impl Digest {
         }
     }
 
-    fn md(self) -> MessageDigest {
+    fn hash(self, data: &[u8]) -> Vec<u8> {
         match self {
-            Digest::Sha1 => MessageDigest::sha1(),
-            Digest::Sha224 => MessageDigest::sha224(),
-            Digest::Sha256 => MessageDigest::sha256(),
-            Digest::Sha384 => MessageDigest::sha384(),
-            Digest::Sha512 => MessageDigest::sha512(),
+            Digest::Sha1 => Sha1::digest(data).to_vec(),
+            Digest::Sha224 => Sha224::digest(data).to_vec(),
+            Digest::Sha256 => Sha256::digest(data).to_vec(),
+            Digest::Sha384 => Sha384::digest(data).to_vec(),
+            Digest::Sha512 => Sha512::digest(data).to_vec(),
+        }
+    }
+
+    /// Output size in bytes.
+    fn size(self) -> usize {
+        match self {
+            Digest::Sha1 => 20,
+            Digest::Sha224 => 28,
+            Digest::Sha256 => 32,
+            Digest::Sha384 => 48,
+            Digest::Sha512 => 64,
+        }
+    }
+
+    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+        fn mac<D: sha2::Digest + BlockSizeUser>(key: &[u8], data: &[u8]) -> Vec<u8> {
+            let mut m = <SimpleHmac<D> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        }
+        match self {
+            Digest::Sha1 => mac::<Sha1>(key, data),
+            Digest::Sha224 => mac::<Sha224>(key, data),
+            Digest::Sha256 => mac::<Sha256>(key, data),
+            Digest::Sha384 => mac::<Sha384>(key, data),
+            Digest::Sha512 => mac::<Sha512>(key, data),
+        }
+    }
+
+    /// PBKDF2 with HMAC over this digest, filling `out`.
+    fn pbkdf2(self, password: &[u8], salt: &[u8], rounds: u32, out: &mut [u8]) {
+        match self {
+            Digest::Sha1 => pbkdf2::pbkdf2_hmac::<Sha1>(password, salt, rounds, out),
+            Digest::Sha224 => pbkdf2::pbkdf2_hmac::<Sha224>(password, salt, rounds, out),
+            Digest::Sha256 => pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, rounds, out),
+            Digest::Sha384 => pbkdf2::pbkdf2_hmac::<Sha384>(password, salt, rounds, out),
+            Digest::Sha512 => pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, rounds, out),
         }
     }
 
@@ -525,24 +563,8 @@ impl<'a> Der<'a> {
     }
 }
 
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() + 6);
-    out.push(tag);
-    let n = content.len();
-    if n < 0x80 {
-        out.push(n as u8);
-    } else {
-        let bytes = (n as u32).to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (4 - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
 fn seq(parts: &[&[u8]]) -> Vec<u8> {
-    tlv(SEQUENCE, &parts.concat())
+    der::encode(SEQUENCE, &parts.concat())
 }
 
 fn der_uint(v: u64) -> Vec<u8> {
@@ -552,7 +574,7 @@ fn der_uint(v: u64) -> Vec<u8> {
     if c[0] & 0x80 != 0 {
         c.insert(0, 0);
     }
-    tlv(INTEGER, &c)
+    der::encode(INTEGER, &c)
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -618,17 +640,56 @@ impl Aes {
         }
     }
 
-    fn cipher(self) -> Cipher {
+    fn key_len(self) -> usize {
         match self {
-            Aes::Aes128 => Cipher::aes_128_cbc(),
-            Aes::Aes192 => Cipher::aes_192_cbc(),
-            Aes::Aes256 => Cipher::aes_256_cbc(),
+            Aes::Aes128 => 16,
+            Aes::Aes192 => 24,
+            Aes::Aes256 => 32,
+        }
+    }
+
+    /// AES-CBC with PKCS#7 padding. `key` and `iv` have the right lengths.
+    fn encrypt(self, key: &[u8], iv: &[u8], data: &[u8]) -> Vec<u8> {
+        fn run<C: KeyIvInit + BlockEncryptMut>(key: &[u8], iv: &[u8], data: &[u8]) -> Vec<u8> {
+            C::new_from_slices(key, iv)
+                .expect("key and IV lengths match the cipher")
+                .encrypt_padded_vec_mut::<Pkcs7>(data)
+        }
+        match self {
+            Aes::Aes128 => run::<cbc::Encryptor<aes::Aes128>>(key, iv, data),
+            Aes::Aes192 => run::<cbc::Encryptor<aes::Aes192>>(key, iv, data),
+            Aes::Aes256 => run::<cbc::Encryptor<aes::Aes256>>(key, iv, data),
+        }
+    }
+
+    /// The inverse of [`Aes::encrypt`]; `None` when the padding is wrong (a wrong key, or
+    /// corrupt data).
+    fn decrypt(self, key: &[u8], iv: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+        fn run<C: KeyIvInit + BlockDecryptMut>(key: &[u8], iv: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+            C::new_from_slices(key, iv)
+                .expect("key and IV lengths match the cipher")
+                .decrypt_padded_vec_mut::<Pkcs7>(data)
+                .ok()
+        }
+        match self {
+            Aes::Aes128 => run::<cbc::Decryptor<aes::Aes128>>(key, iv, data),
+            Aes::Aes192 => run::<cbc::Decryptor<aes::Aes192>>(key, iv, data),
+            Aes::Aes256 => run::<cbc::Decryptor<aes::Aes256>>(key, iv, data),
         }
     }
 }
 
-fn ssl(what: &str) -> impl Fn(openssl::error::ErrorStack) -> KeystoreError + '_ {
-    move |e| KeystoreError(format!("{what}: {e}"))
+/// Fills `buf` from the kernel's random number generator.
+fn random(buf: &mut [u8], what: &str) -> Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return err(format!("{what}: {e}")),
+        }
+    }
+    Ok(())
 }
 
 fn check_iterations(n: u64, what: &str) -> Result<u64> {
@@ -683,7 +744,7 @@ impl Pbes2 {
         if iv.len() != 16 {
             return err("PBES2 AES IV is not 16 bytes");
         }
-        if key_len.is_some_and(|k| k as usize != cipher.cipher().key_len()) {
+        if key_len.is_some_and(|k| k != cipher.key_len() as u64) {
             return err("PBKDF2 key length does not match the cipher");
         }
         Ok(Pbes2 {
@@ -697,56 +758,51 @@ impl Pbes2 {
     }
 
     fn encode(&self) -> Vec<u8> {
-        let mut kp = vec![tlv(OCTET_STRING, &self.salt), der_uint(self.iterations)];
+        let mut kp = vec![der::encode(OCTET_STRING, &self.salt), der_uint(self.iterations)];
         if let Some(k) = self.key_len {
             kp.push(der_uint(k));
         }
         if self.prf != Digest::Sha1 {
-            kp.push(seq(&[&tlv(OID, self.prf.hmac_oid()), &tlv(NULL, &[])]));
+            kp.push(seq(&[&der::encode(OID, self.prf.hmac_oid()), &der::encode(NULL, &[])]));
         }
         let kp: Vec<&[u8]> = kp.iter().map(|v| v.as_slice()).collect();
-        let kdf = seq(&[&tlv(OID, OID_PBKDF2), &seq(&kp)]);
-        let enc = seq(&[&tlv(OID, self.cipher.oid()), &tlv(OCTET_STRING, &self.iv)]);
-        seq(&[&tlv(OID, OID_PBES2), &seq(&[&kdf, &enc])])
+        let kdf = seq(&[&der::encode(OID, OID_PBKDF2), &seq(&kp)]);
+        let enc = seq(&[
+            &der::encode(OID, self.cipher.oid()),
+            &der::encode(OCTET_STRING, &self.iv),
+        ]);
+        seq(&[&der::encode(OID, OID_PBES2), &seq(&[&kdf, &enc])])
     }
 
-    fn key(&self, password: &str) -> Result<Vec<u8>> {
-        let mut key = vec![0; self.cipher.cipher().key_len()];
-        openssl::pkcs5::pbkdf2_hmac(
-            password.as_bytes(),
-            &self.salt,
-            self.iterations as usize,
-            self.prf.md(),
-            &mut key,
-        )
-        .map_err(ssl("PBKDF2"))?;
-        Ok(key)
+    fn key(&self, password: &str) -> Vec<u8> {
+        let mut key = vec![0; self.cipher.key_len()];
+        // At most MAX_ITERATIONS, checked when parsed.
+        let rounds = u32::try_from(self.iterations).expect("iteration count is capped");
+        self.prf.pbkdf2(password.as_bytes(), &self.salt, rounds, &mut key);
+        key
     }
 
-    fn crypt(&self, mode: Mode, password: &str, data: &[u8]) -> Result<Vec<u8>> {
-        let key = self.key(password)?;
-        let cipher = self.cipher.cipher();
-        let mut c = Crypter::new(cipher, mode, &key, Some(&self.iv)).map_err(ssl("AES"))?;
-        let mut out = vec![0; data.len() + cipher.block_size()];
-        let mut n = c.update(data, &mut out).map_err(ssl("AES"))?;
-        n += c.finalize(&mut out[n..]).map_err(|_| {
+    fn encrypt(&self, password: &str, data: &[u8]) -> Vec<u8> {
+        self.cipher.encrypt(&self.key(password), &self.iv, data)
+    }
+
+    fn decrypt(&self, password: &str, data: &[u8]) -> Result<Vec<u8>> {
+        self.cipher.decrypt(&self.key(password), &self.iv, data).ok_or_else(|| {
             KeystoreError("cannot decrypt the certificates: wrong keystore password, or the file is corrupt".into())
-        })?;
-        out.truncate(n);
-        Ok(out)
+        })
     }
 
     /// The same parameters with a fresh salt and IV, for writing new ciphertext.
     fn refreshed(&self) -> Result<Pbes2> {
         let mut next = self.clone();
-        openssl::rand::rand_bytes(&mut next.salt).map_err(ssl("random salt"))?;
-        openssl::rand::rand_bytes(&mut next.iv).map_err(ssl("random IV"))?;
+        random(&mut next.salt, "random salt")?;
+        random(&mut next.iv, "random IV")?;
         Ok(next)
     }
 }
 
 /// The PKCS#12 key derivation (RFC 7292, appendix B.2).
-fn pkcs12_kdf(digest: Digest, password: &str, salt: &[u8], id: u8, iterations: u64, n: usize) -> Result<Vec<u8>> {
+fn pkcs12_kdf(digest: Digest, password: &str, salt: &[u8], id: u8, iterations: u64, n: usize) -> Vec<u8> {
     let v = digest.block();
     let mut pass: Vec<u8> = password.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
     pass.extend_from_slice(&[0, 0]);
@@ -762,9 +818,9 @@ fn pkcs12_kdf(digest: Digest, password: &str, salt: &[u8], id: u8, iterations: u
     let d = vec![id; v];
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
-        let mut a = hash(digest.md(), &[d.as_slice(), &i_block].concat()).map_err(ssl("PKCS#12 KDF"))?;
+        let mut a = digest.hash(&[d.as_slice(), &i_block].concat());
         for _ in 1..iterations {
-            a = hash(digest.md(), &a).map_err(ssl("PKCS#12 KDF"))?;
+            a = digest.hash(&a);
         }
         out.extend_from_slice(&a[..a.len().min(n - out.len())]);
         if out.len() >= n {
@@ -780,15 +836,12 @@ fn pkcs12_kdf(digest: Digest, password: &str, salt: &[u8], id: u8, iterations: u
             }
         }
     }
-    Ok(out)
+    out
 }
 
-fn pkcs12_mac(digest: Digest, password: &str, salt: &[u8], iterations: u64, data: &[u8]) -> Result<Vec<u8>> {
-    let key = pkcs12_kdf(digest, password, salt, 3, iterations, digest.md().size())?;
-    let pkey = PKey::hmac(&key).map_err(ssl("HMAC"))?;
-    let mut s = Signer::new(digest.md(), &pkey).map_err(ssl("HMAC"))?;
-    s.update(data).map_err(ssl("HMAC"))?;
-    s.sign_to_vec().map_err(ssl("HMAC"))
+fn pkcs12_mac(digest: Digest, password: &str, salt: &[u8], iterations: u64, data: &[u8]) -> Vec<u8> {
+    let key = pkcs12_kdf(digest, password, salt, 3, iterations, digest.size());
+    digest.hmac(&key, data)
 }
 
 fn bmp_decode(b: &[u8]) -> Option<String> {
@@ -838,13 +891,26 @@ impl Bag {
     }
 
     fn trusted_cert(alias: &str, der: &[u8]) -> Bag {
-        let cert_bag = seq(&[&tlv(OID, OID_X509_CERT), &tlv(CONTEXT_0, &tlv(OCTET_STRING, der))]);
+        let cert_bag = seq(&[
+            &der::encode(OID, OID_X509_CERT),
+            &der::encode(CONTEXT_0, &der::encode(OCTET_STRING, der)),
+        ]);
         let bmp: Vec<u8> = alias.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
-        let friendly = seq(&[&tlv(OID, OID_FRIENDLY_NAME), &tlv(SET, &tlv(BMP_STRING, &bmp))]);
-        let usage = seq(&[&tlv(OID, OID_TRUSTED_KEY_USAGE), &tlv(SET, &tlv(OID, OID_ANY_EKU))]);
-        let attrs = tlv(SET, &[friendly, usage].concat());
+        let friendly = seq(&[
+            &der::encode(OID, OID_FRIENDLY_NAME),
+            &der::encode(SET, &der::encode(BMP_STRING, &bmp)),
+        ]);
+        let usage = seq(&[
+            &der::encode(OID, OID_TRUSTED_KEY_USAGE),
+            &der::encode(SET, &der::encode(OID, OID_ANY_EKU)),
+        ]);
+        let attrs = der::encode(SET, &[friendly, usage].concat());
         Bag {
-            raw: seq(&[&tlv(OID, OID_CERT_BAG), &tlv(CONTEXT_0, &cert_bag), &attrs]),
+            raw: seq(&[
+                &der::encode(OID, OID_CERT_BAG),
+                &der::encode(CONTEXT_0, &cert_bag),
+                &attrs,
+            ]),
             alias: Some(alias.to_owned()),
             trusted: Some(der.to_vec()),
         }
@@ -870,7 +936,7 @@ fn parse_safe_contents(bytes: &[u8]) -> Result<Vec<Bag>> {
 
 fn encode_safe_contents(bags: &[Bag]) -> Vec<u8> {
     let body: Vec<u8> = bags.iter().flat_map(|b| b.raw.iter().copied()).collect();
-    tlv(SEQUENCE, &body)
+    der::encode(SEQUENCE, &body)
 }
 
 impl ContentInfo {
@@ -898,7 +964,7 @@ impl ContentInfo {
             let alg = eci.expect(SEQUENCE, "content encryption algorithm")?;
             let pbes2 = Pbes2::parse(alg)?;
             let cipher = eci.expect(CONTEXT_0_PRIMITIVE, "encrypted content")?;
-            let plain = pbes2.crypt(Mode::Decrypt, password, cipher)?;
+            let plain = pbes2.decrypt(password, cipher)?;
             ci.bags = Some(parse_safe_contents(&plain)?);
             ci.encryption = Some(pbes2);
         }
@@ -912,13 +978,23 @@ impl ContentInfo {
         };
         let plain = encode_safe_contents(bags);
         match &self.encryption {
-            None => Ok(seq(&[&tlv(OID, OID_DATA), &tlv(CONTEXT_0, &tlv(OCTET_STRING, &plain))])),
+            None => Ok(seq(&[
+                &der::encode(OID, OID_DATA),
+                &der::encode(CONTEXT_0, &der::encode(OCTET_STRING, &plain)),
+            ])),
             Some(p) => {
                 let p = p.refreshed()?;
-                let cipher = p.crypt(Mode::Encrypt, password, &plain)?;
-                let eci = seq(&[&tlv(OID, OID_DATA), &p.encode(), &tlv(CONTEXT_0_PRIMITIVE, &cipher)]);
+                let cipher = p.encrypt(password, &plain);
+                let eci = seq(&[
+                    &der::encode(OID, OID_DATA),
+                    &p.encode(),
+                    &der::encode(CONTEXT_0_PRIMITIVE, &cipher),
+                ]);
                 let ed = seq(&[&der_uint(0), &eci]);
-                Ok(seq(&[&tlv(OID, OID_ENCRYPTED_DATA), &tlv(CONTEXT_0, &ed)]))
+                Ok(seq(&[
+                    &der::encode(OID, OID_ENCRYPTED_DATA),
+                    &der::encode(CONTEXT_0, &ed),
+                ]))
             }
         }
     }
@@ -957,7 +1033,7 @@ impl Pkcs12 {
             let salt = md.expect(OCTET_STRING, "MAC salt")?;
             let iterations = if md.is_empty() { 1 } else { md.uint("MAC iterations")? };
             let iterations = check_iterations(iterations, "MAC")?;
-            if pkcs12_mac(digest, password, salt, iterations, safe)? != value {
+            if pkcs12_mac(digest, password, salt, iterations, safe) != value {
                 return err("integrity check failed: wrong keystore password, or the file is corrupt");
             }
             if !pfx.is_empty() {
@@ -1045,18 +1121,25 @@ impl Pkcs12 {
         for c in &self.contents {
             list.extend(c.encode(password)?);
         }
-        let safe = tlv(SEQUENCE, &list);
-        let auth = seq(&[&tlv(OID, OID_DATA), &tlv(CONTEXT_0, &tlv(OCTET_STRING, &safe))]);
+        let safe = der::encode(SEQUENCE, &list);
+        let auth = seq(&[
+            &der::encode(OID, OID_DATA),
+            &der::encode(CONTEXT_0, &der::encode(OCTET_STRING, &safe)),
+        ]);
         let mut parts = vec![der_uint(3), auth];
         if let Some(m) = &self.mac {
             let mut salt = vec![0; m.salt_len];
-            openssl::rand::rand_bytes(&mut salt).map_err(ssl("random salt"))?;
-            let value = pkcs12_mac(m.digest, password, &salt, m.iterations, &safe)?;
+            random(&mut salt, "random salt")?;
+            let value = pkcs12_mac(m.digest, password, &salt, m.iterations, &safe);
             let info = seq(&[
-                &seq(&[&tlv(OID, m.digest.oid()), &tlv(NULL, &[])]),
-                &tlv(OCTET_STRING, &value),
+                &seq(&[&der::encode(OID, m.digest.oid()), &der::encode(NULL, &[])]),
+                &der::encode(OCTET_STRING, &value),
             ]);
-            parts.push(seq(&[&info, &tlv(OCTET_STRING, &salt), &der_uint(m.iterations)]));
+            parts.push(seq(&[
+                &info,
+                &der::encode(OCTET_STRING, &salt),
+                &der_uint(m.iterations),
+            ]));
         }
         let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
         Ok(seq(&parts))
@@ -1071,7 +1154,7 @@ mod tests {
     fn der_lengths_round_trip() {
         for n in [0usize, 1, 127, 128, 255, 256, 65535, 65536, 1 << 20] {
             let v = vec![7u8; n];
-            let enc = tlv(OCTET_STRING, &v);
+            let enc = der::encode(OCTET_STRING, &v);
             let mut d = Der::new(&enc);
             assert_eq!(d.expect(OCTET_STRING, "x").unwrap(), v.as_slice());
             assert!(d.is_empty());
@@ -1099,8 +1182,7 @@ mod tests {
             1,
             1,
             24,
-        )
-        .unwrap();
+        );
         assert_eq!(hex::encode(key), "8aaae6297b6cb04642ab5b077851284eb7128f1a2a7fbca3");
     }
 
