@@ -20,7 +20,7 @@ use crate::journal::{
     self, random_suffix, sha256_hex, Appended, Header, Journal, NewEntry, Original, Record, Undo, Writer,
 };
 use crate::plan::{Change, Edit, Plan};
-use crate::rootfs::{ContainerRoot, DirHandle, FileKind, Identity, InPlace, Meta, NewAttrs};
+use crate::rootfs::{ContainerRoot, DirHandle, FileKind, Identity, InPlace, Meta, NewAttrs, Xattrs};
 
 /// Prefix of every temporary name we create inside the root.
 pub const TEMP_PREFIX: &str = ".cacerts-hook.";
@@ -628,17 +628,7 @@ impl Undoer<'_> {
             // The replacement was never renamed into place: the file is the original.
             return Ok(());
         }
-        let Some(current) = dir.lstat(&name)? else {
-            self.report
-                .kept
-                .push((path.to_owned(), "deleted by the container; not recreated".into()));
-            return Ok(());
-        };
-        if current.kind != FileKind::File {
-            self.report.kept.push((
-                path.to_owned(),
-                format!("replaced by {} since install; left as is", current.kind.describe()),
-            ));
+        if self.still_a_file(&dir, &name, path)?.is_none() {
             return Ok(());
         }
         let (bytes, meta, xattrs) = dir.read(&name, self.root.read_limit())?;
@@ -669,17 +659,7 @@ impl Undoer<'_> {
         } else if hash != original.sha256 {
             // Changed by the container (or already restored, in which case it hashes as the
             // original and is left alone): take out only what we added, keep the rest and its times.
-            if let Some(stripped) = undo.revert(&bytes) {
-                let attrs = NewAttrs {
-                    uid: meta.uid,
-                    gid: meta.gid,
-                    mode: meta.mode,
-                    xattrs,
-                    times: Some((meta.atime, meta.mtime)),
-                };
-                self.replace(id, &dir, &name, &stripped, &attrs)?;
-                self.report.stripped.push(path.to_owned());
-            }
+            self.strip(id, &dir, &name, path, (bytes, meta, xattrs), undo)?;
         }
         Ok(())
     }
@@ -691,19 +671,9 @@ impl Undoer<'_> {
         let Some((dir, name)) = self.parent(path)? else {
             return Ok(());
         };
-        let Some(current) = dir.lstat(&name)? else {
-            self.report
-                .kept
-                .push((path.to_owned(), "deleted by the container; not recreated".into()));
+        let Some(current) = self.still_a_file(&dir, &name, path)? else {
             return Ok(());
         };
-        if current.kind != FileKind::File {
-            self.report.kept.push((
-                path.to_owned(),
-                format!("replaced by {} since install; left as is", current.kind.describe()),
-            ));
-            return Ok(());
-        }
         if original.identity.matches(&current, self.same_mount) {
             if let Some(file) = dir.open_in_place(&name)? {
                 if original.identity.matches(&file.meta, self.same_mount) {
@@ -727,8 +697,37 @@ impl Undoer<'_> {
                 }
             }
         }
-        let (bytes, meta, xattrs) = dir.read(&name, self.root.read_limit())?;
-        if let Some(stripped) = Undo::RemoveFragments(vec![fragment.to_vec()]).revert(&bytes) {
+        let current = dir.read(&name, self.root.read_limit())?;
+        let undo = Undo::RemoveFragments(vec![fragment.to_vec()]);
+        self.strip(id, &dir, &name, path, current, &undo)
+    }
+
+    /// The metadata of `name` when it is still a regular file; otherwise records why it is
+    /// left alone and returns `None`.
+    fn still_a_file(&mut self, dir: &DirHandle, name: &OsStr, path: &Path) -> Result<Option<Meta>> {
+        let reason = match dir.lstat(name)? {
+            Some(m) if m.kind == FileKind::File => return Ok(Some(m)),
+            Some(m) => format!("replaced by {} since install; left as is", m.kind.describe()),
+            None => "deleted by the container; not recreated".into(),
+        };
+        self.report.kept.push((path.to_owned(), reason));
+        Ok(None)
+    }
+
+    /// Takes our part out of the file `name` the container changed since install (`current`:
+    /// its bytes, metadata and attributes as read), and writes the rest back with the file's
+    /// owner, mode, attributes and times.
+    fn strip(
+        &mut self,
+        id: u32,
+        dir: &DirHandle,
+        name: &OsStr,
+        path: &Path,
+        current: (Vec<u8>, Meta, Xattrs),
+        undo: &Undo,
+    ) -> Result<()> {
+        let (bytes, meta, xattrs) = current;
+        if let Some(stripped) = undo.revert(&bytes) {
             let attrs = NewAttrs {
                 uid: meta.uid,
                 gid: meta.gid,
@@ -736,7 +735,7 @@ impl Undoer<'_> {
                 xattrs,
                 times: Some((meta.atime, meta.mtime)),
             };
-            self.replace(id, &dir, &name, &stripped, &attrs)?;
+            self.replace(id, dir, name, &stripped, &attrs)?;
             self.report.stripped.push(path.to_owned());
         }
         Ok(())
