@@ -27,6 +27,17 @@ use cacerts_testkit::rootfs::debian_rootfs;
 use cacerts_testkit::{age, build, Node, Snapshot};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cacerts-hook");
+
+/// The binary measured: `CACERTS_HOOK_BIN` when set (`scripts/bench` sets it to the statically
+/// linked build that ships, from `scripts/build-release`), else the one Cargo built.
+fn bin() -> &'static Path {
+    static BIN_PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN_PATH.get_or_init(|| {
+        std::env::var_os("CACERTS_HOOK_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(BIN))
+    })
+}
 /// The Debian root filesystem: the trust store, its Java key store, and a JRE for the tool's hook.
 const DEBIAN_PACKAGES: &[&str] = &["ca-certificates", "ca-certificates-java", "default-jre-headless"];
 /// Containers started at once in the concurrency section.
@@ -45,9 +56,15 @@ fn main() {
     );
     let bench = Bench::new(runs);
     let mut targets = Targets::default();
+    let linked = match Command::new("readelf").arg("--dynamic").arg(bin()).output() {
+        Ok(o) if String::from_utf8_lossy(&o.stdout).contains("(NEEDED)") => "dynamically linked",
+        Ok(_) => "statically linked",
+        Err(_) => "linking unknown (no readelf)",
+    };
     println!(
-        "{} runs per measurement, interleaved; times are medians in milliseconds.\n",
-        runs
+        "{} runs per measurement, interleaved; times are medians in milliseconds. Binary: `{}` ({linked}).\n",
+        runs,
+        bin().display()
     );
     if wanted("whole") {
         bench.whole(&mut targets);
@@ -150,7 +167,7 @@ impl Cmd {
     }
 
     fn hook(sub: &str) -> Cmd {
-        Cmd::new(BIN).arg(sub)
+        Cmd::new(bin()).arg(sub)
     }
 
     fn install(root: &Path, certs: &Path, journal: &Path) -> Cmd {
@@ -586,7 +603,7 @@ impl Bench {
         debian_rootfs(&debian, "bookworm", DEBIAN_PACKAGES);
         let (config, state, log) = self.hook_config("runc", &self.ca);
         let runc_root = self.run_dir.join("runc");
-        let hook = Path::new(BIN);
+        let hook = bin();
         let mut cases = Vec::new();
         for (name, root) in [("Debian", &debian), ("Alpine layout, static busybox", &tiny)] {
             let dir = self.dir(&format!("bundles-{}", cases.len()));
@@ -801,7 +818,7 @@ impl Bench {
         let base = bench::base(150);
         let nodes = alpine_bundle(&base);
         let (config, state, log) = self.hook_config("parallel", &self.ca);
-        let hook = Path::new(BIN);
+        let hook = bin();
         let runc_root = self.run_dir.join("runc-parallel");
         let mut roots = Vec::new();
         for i in 0..PARALLEL {

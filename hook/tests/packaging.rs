@@ -131,3 +131,46 @@ fn the_binary_does_not_load_openssl() {
         );
     }
 }
+
+/// The binary that ships (`scripts/build-release`): `CACERTS_HOOK_BIN` when set, as `scripts/test`
+/// does after building it, else built here (in its own target directory, so it never waits on
+/// this test run's lock).
+fn shipped_binary() -> std::path::PathBuf {
+    if let Some(bin) = std::env::var_os("CACERTS_HOOK_BIN") {
+        return bin.into();
+    }
+    let script = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/build-release"));
+    let out = Command::new(script).output().expect("run scripts/build-release");
+    assert!(
+        out.status.success(),
+        "scripts/build-release failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().into()
+}
+
+#[test]
+fn the_shipped_binary_is_static_and_runs() {
+    let bin = shipped_binary();
+    let out = Command::new("readelf")
+        .args(["--dynamic", "--program-headers", "--wide"])
+        .arg(&bin)
+        .output()
+        .expect("readelf (binutils) must be installed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("LOAD"), "readelf output read: {text}");
+    assert!(
+        !text.contains("(NEEDED)"),
+        "{} needs shared libraries:\n{text}",
+        bin.display()
+    );
+    assert!(
+        !text.contains("INTERP"),
+        "{} asks for a dynamic loader:\n{text}",
+        bin.display()
+    );
+    let out = Command::new(&bin).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("cacerts-hook "));
+}
