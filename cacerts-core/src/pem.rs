@@ -46,6 +46,8 @@ struct Block {
 pub(crate) struct Scanner {
     /// Base64 lengths of the `CERTIFICATE` blocks worth decoding; `None` decodes all.
     lengths: Option<HashSet<usize>>,
+    /// The longest body of a plain block worth keeping.
+    longest: usize,
     /// Whether `TRUSTED CERTIFICATE` blocks are read.
     trusted: bool,
     carry: Vec<u8>,
@@ -61,6 +63,7 @@ impl Scanner {
     pub fn new() -> Scanner {
         Scanner {
             lengths: None,
+            longest: MAX_BODY,
             trusted: true,
             carry: Vec::new(),
             overlong: false,
@@ -75,8 +78,10 @@ impl Scanner {
     /// certificates given by DER length: any other one cannot be one of them. Trusted blocks are
     /// always decoded (their body holds more than the certificate).
     pub fn looking_for(der_lengths: impl IntoIterator<Item = usize>) -> Scanner {
+        let lengths: HashSet<usize> = der_lengths.into_iter().map(|n| n.div_ceil(3) * 4).collect();
         Scanner {
-            lengths: Some(der_lengths.into_iter().map(|n| n.div_ceil(3) * 4).collect()),
+            longest: lengths.iter().copied().max().unwrap_or(0).min(MAX_BODY),
+            lengths: Some(lengths),
             ..Scanner::new()
         }
     }
@@ -139,8 +144,15 @@ impl Scanner {
                 // Unterminated before another block starts: neither is read.
                 block.body = None;
             } else if let Some(body) = &mut block.body {
-                body.extend(line.iter().filter(|b| !b.is_ascii_whitespace()));
-                if body.len() > MAX_BODY {
+                // The ends are trimmed; white space inside a line is rare.
+                if memchr::memchr3(b' ', b'\t', b'\r', line).is_none() {
+                    body.extend_from_slice(line);
+                } else {
+                    body.extend(line.iter().filter(|b| !b.is_ascii_whitespace()));
+                }
+                // Past the longest length looked for, a plain block cannot be one of ours.
+                let limit = if block.trusted { MAX_BODY } else { self.longest };
+                if body.len() > limit {
                     block.body = None;
                 }
             }

@@ -367,8 +367,17 @@ pub fn drop_covered_by_mounts(root: &ContainerRoot, plan: Plan, mounts: &[PathBu
     }
     let mut kept = Plan::new();
     let mut dropped = Vec::new();
+    // The tree does not change while a plan is filtered: resolve each path once (a thousand
+    // anchors in one directory share their parent).
+    let mut resolved = HashMap::new();
+    let mut canonical = |p: &Path| -> Option<PathBuf> {
+        resolved
+            .entry(p.to_owned())
+            .or_insert_with(|| root.canonicalize(p).ok())
+            .clone()
+    };
     for change in plan.changes {
-        let candidates = change_paths(root, &change);
+        let candidates = change_paths(&mut canonical, &change);
         if candidates.iter().any(|p| covers.iter().any(|m| p.starts_with(m))) {
             dropped.push(change);
         } else {
@@ -380,7 +389,7 @@ pub fn drop_covered_by_mounts(root: &ContainerRoot, plan: Plan, mounts: &[PathBu
 
 /// The paths a change writes: as given, and resolved inside the root (an edit follows the final
 /// symlink; a create does not).
-fn change_paths(root: &ContainerRoot, change: &Change) -> Vec<PathBuf> {
+fn change_paths(canonical: &mut impl FnMut(&Path) -> Option<PathBuf>, change: &Change) -> Vec<PathBuf> {
     let (path, follow_last) = match change {
         Change::CreateDir { path } => (path, false),
         Change::CreateFile { path, .. } => (path, false),
@@ -391,10 +400,10 @@ fn change_paths(root: &ContainerRoot, change: &Change) -> Vec<PathBuf> {
     let lexical = normalize_in_root(path);
     let mut out = vec![lexical.clone()];
     let resolved = if follow_last {
-        root.canonicalize(&lexical).ok()
+        canonical(&lexical)
     } else {
         match (lexical.parent(), lexical.file_name()) {
-            (Some(parent), Some(name)) => root.canonicalize(parent).ok().map(|p| p.join(name)),
+            (Some(parent), Some(name)) => canonical(parent).map(|p| p.join(name)),
             _ => None,
         }
     };

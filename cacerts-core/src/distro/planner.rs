@@ -50,6 +50,8 @@ pub struct Planner<'a> {
     bundles: HashSet<PathBuf>,
     /// What the bundles read so far hold, by canonical path: each file is read and scanned once.
     held: RefCell<HashMap<PathBuf, Rc<Fingerprints>>>,
+    /// [`Planner::bundle_entry`]'s answers, by the name asked for.
+    by_name: RefCell<HashMap<String, Option<(PathBuf, Rc<Fingerprints>)>>>,
 }
 
 impl<'a> Planner<'a> {
@@ -63,6 +65,7 @@ impl<'a> Planner<'a> {
             claimed: HashSet::new(),
             bundles: HashSet::new(),
             held: RefCell::new(HashMap::new()),
+            by_name: RefCell::new(HashMap::new()),
         }
     }
 
@@ -97,19 +100,35 @@ impl<'a> Planner<'a> {
     /// Anything but a regular file there (a FIFO, a device) is refused with an error. A file is
     /// read once per plan, whatever the names it is asked for under.
     pub fn bundle(&self, path: &str) -> Result<Option<Rc<Fingerprints>>> {
-        if self.root.metadata(path)?.is_none() {
-            return Ok(None);
+        Ok(self.bundle_entry(path)?.map(|(_, held)| held))
+    }
+
+    /// [`Planner::bundle`], with the file's canonical path; remembered by the name asked for,
+    /// since the tree does not change while a plan is made.
+    fn bundle_entry(&self, path: &str) -> Result<Option<(PathBuf, Rc<Fingerprints>)>> {
+        if let Some(known) = self.by_name.borrow().get(path) {
+            return Ok(known.clone());
         }
-        let physical = self.root.canonicalize(path)?;
-        if let Some(held) = self.held.borrow().get(&physical) {
-            return Ok(Some(Rc::clone(held)));
-        }
-        let mut scanner = Scanner::looking_for(self.certs.iter().map(|c| c.der.len()));
-        self.root.read_file_chunks(&physical, |chunk| scanner.feed(chunk))?;
-        let held: Fingerprints = scanner.finish().iter().map(|der| Sha256::digest(der).into()).collect();
-        let held = Rc::new(held);
-        self.held.borrow_mut().insert(physical, Rc::clone(&held));
-        Ok(Some(held))
+        let entry = if self.root.metadata(path)?.is_none() {
+            None
+        } else {
+            let physical = self.root.canonicalize(path)?;
+            let known = self.held.borrow().get(&physical).cloned();
+            let held = match known {
+                Some(held) => held,
+                None => {
+                    let mut scanner = Scanner::looking_for(self.certs.iter().map(|c| c.der.len()));
+                    self.root.read_file_chunks(&physical, |chunk| scanner.feed(chunk))?;
+                    let held: Fingerprints = scanner.finish().iter().map(|der| Sha256::digest(der).into()).collect();
+                    let held = Rc::new(held);
+                    self.held.borrow_mut().insert(physical.clone(), Rc::clone(&held));
+                    held
+                }
+            };
+            Some((physical, held))
+        };
+        self.by_name.borrow_mut().insert(path.to_owned(), entry.clone());
+        Ok(entry)
     }
 
     /// What a family with `main_bundle` has to do: the certificates that bundle does not hold
@@ -136,18 +155,13 @@ impl<'a> Planner<'a> {
     /// through several names is changed once. Returns false (and plans nothing) when there is no
     /// file at `path`.
     pub fn append(&mut self, path: &str, certs: &[&CaCert], form: Form) -> Result<bool> {
-        if !self.is_file(path) {
-            // Refuses a FIFO or device with an error, as reading it would.
-            return Ok(self.bundle(path)?.is_some());
-        }
-        let physical = self.root.canonicalize(path)?;
-        if self.bundles.contains(&physical) {
-            return Ok(true);
-        }
-        let Some(held) = self.bundle(path)? else {
+        // Refuses a FIFO or device with an error, as reading it does.
+        let Some((physical, held)) = self.bundle_entry(path)? else {
             return Ok(false);
         };
-        self.bundles.insert(physical);
+        if !self.bundles.insert(physical) {
+            return Ok(true);
+        }
         let text: Vec<u8> = certs
             .iter()
             .filter(|c| !held.contains(&c.sha256))
