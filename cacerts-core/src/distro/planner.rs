@@ -35,6 +35,9 @@ pub enum Form {
 /// Fingerprints (SHA-256 of the DER) of the certificates a file holds.
 pub type Fingerprints = HashSet<[u8; 32]>;
 
+/// A bundle's canonical path and the certificates it holds.
+type BundleEntry = (PathBuf, Rc<Fingerprints>);
+
 /// A plan being built for one root and one set of certificates.
 pub struct Planner<'a> {
     /// The root, for reads.
@@ -51,7 +54,7 @@ pub struct Planner<'a> {
     /// What the bundles read so far hold, by canonical path: each file is read and scanned once.
     held: RefCell<HashMap<PathBuf, Rc<Fingerprints>>>,
     /// [`Planner::bundle_entry`]'s answers, by the name asked for.
-    by_name: RefCell<HashMap<String, Option<(PathBuf, Rc<Fingerprints>)>>>,
+    by_name: RefCell<HashMap<String, Option<BundleEntry>>>,
 }
 
 impl<'a> Planner<'a> {
@@ -105,7 +108,7 @@ impl<'a> Planner<'a> {
 
     /// [`Planner::bundle`], with the file's canonical path; remembered by the name asked for,
     /// since the tree does not change while a plan is made.
-    fn bundle_entry(&self, path: &str) -> Result<Option<(PathBuf, Rc<Fingerprints>)>> {
+    fn bundle_entry(&self, path: &str) -> Result<Option<BundleEntry>> {
         if let Some(known) = self.by_name.borrow().get(path) {
             return Ok(known.clone());
         }
