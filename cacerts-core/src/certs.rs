@@ -138,7 +138,14 @@ fn list_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
             continue;
         }
         let path = entry.path();
-        if std::fs::metadata(&path).map(|m| m.is_file()).unwrap_or(false) {
+        // The entry's own type needs no stat; a symlink (how mounted ConfigMaps and Secrets
+        // present their keys) is followed.
+        let is_file = match entry.file_type() {
+            Ok(t) if t.is_file() => true,
+            Ok(t) if t.is_dir() => false,
+            _ => std::fs::metadata(&path).map(|m| m.is_file()).unwrap_or(false),
+        };
+        if is_file {
             files.push(path);
         }
     }
@@ -404,10 +411,12 @@ fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
         .read(true)
         .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32)
         .open(path)?;
-    if !f.metadata()?.is_file() {
+    let meta = f.metadata()?;
+    if !meta.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
-    let mut buf = Vec::new();
+    // One byte more than the size, so that the read ends without growing the buffer.
+    let mut buf = Vec::with_capacity(meta.len().min(MAX_INPUT) as usize + 1);
     f.take(MAX_INPUT + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > MAX_INPUT {
         return Err(std::io::Error::other(format!("larger than {MAX_INPUT} bytes")));
@@ -416,11 +425,11 @@ fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 fn count(haystack: &[u8], needle: &[u8]) -> usize {
-    haystack.windows(needle.len()).filter(|w| *w == needle).count()
+    memchr::memmem::find_iter(haystack, needle).count()
 }
 
 #[cfg(test)]

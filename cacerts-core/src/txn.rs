@@ -190,8 +190,12 @@ fn split(path: &Path) -> Result<(&Path, &OsStr)> {
     }
 }
 
+/// A temporary name no image can predict: random per process, numbered within it.
 fn temp_name() -> OsString {
-    OsString::from(format!("{TEMP_PREFIX}{}", random_suffix()))
+    static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    OsString::from(format!("{TEMP_PREFIX}{}-{n}", PROCESS.get_or_init(random_suffix)))
 }
 
 /// An install in progress.
@@ -438,6 +442,8 @@ struct Undoer<'r> {
     same_mount: bool,
     made: HashMap<u32, Identity>,
     restores: HashMap<u32, Vec<String>>,
+    /// Directories opened so far, by canonical path.
+    dirs: HashMap<PathBuf, Rc<DirHandle>>,
     report: Report,
 }
 
@@ -461,6 +467,7 @@ fn undo(root: &ContainerRoot, journal_path: &Path, j: Journal, options: &Options
         same_mount: root.root_meta()?.dev == j.header.root_dev,
         made,
         restores,
+        dirs: HashMap::new(),
         report: Report::default(),
     };
     for r in j.records.iter().rev() {
@@ -518,9 +525,18 @@ impl Undoer<'_> {
         }
     }
 
-    fn parent(&self, path: &Path) -> Result<Option<(DirHandle, OsString)>> {
+    /// The directory holding `path` (opened once per uninstall), and the final name.
+    fn parent(&mut self, path: &Path) -> Result<Option<(Rc<DirHandle>, OsString)>> {
         let (parent, name) = split(path)?;
-        Ok(self.root.dir_if_exists(parent)?.map(|d| (d, name.to_owned())))
+        if let Some(dir) = self.dirs.get(parent) {
+            return Ok(Some((Rc::clone(dir), name.to_owned())));
+        }
+        let Some(dir) = self.root.dir_if_exists(parent)? else {
+            return Ok(None);
+        };
+        let dir = Rc::new(dir);
+        self.dirs.insert(parent.to_owned(), Rc::clone(&dir));
+        Ok(Some((dir, name.to_owned())))
     }
 
     fn is_ours(&self, id: u32, meta: &Meta) -> bool {
@@ -550,7 +566,7 @@ impl Undoer<'_> {
     fn still_as_made(&self, dir: &DirHandle, name: &OsStr, entry: &NewEntry) -> Result<bool> {
         match entry {
             NewEntry::File { sha256 } => {
-                let (bytes, _, _) = dir.read(name, self.root.read_limit())?;
+                let bytes = dir.read_contents(name, self.root.read_limit())?;
                 Ok(sha256_hex(&bytes) == *sha256)
             }
             NewEntry::Symlink { target } => Ok(dir.read_link(name)? == *target),
@@ -572,6 +588,7 @@ impl Undoer<'_> {
                 .kept
                 .push((path.to_owned(), "replaced since install; left as is".into()));
         } else if dir.remove_if(&name, |m| m.identity() == meta.identity())? {
+            self.dirs.remove(path);
             self.report.removed.push(path.to_owned());
         } else {
             self.report.kept.push((

@@ -272,8 +272,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 }
 
 fn print_report(r: &Report) {
+    use std::fmt::Write as _;
+    // One write for the whole report: a thousand CAs are a thousand lines.
+    let mut text = String::new();
     if r.recovered {
-        println!("recovered a journal left by an earlier run");
+        text.push_str("recovered a journal left by an earlier run\n");
     }
     for (word, list) in [
         ("created", &r.created),
@@ -283,10 +286,11 @@ fn print_report(r: &Report) {
         ("stripped", &r.stripped),
     ] {
         for p in list {
-            println!("{word} {}", p.display());
+            let _ = writeln!(text, "{word} {}", p.display());
         }
     }
     for (p, why) in &r.kept {
-        println!("kept {}: {why}", p.display());
+        let _ = writeln!(text, "kept {}: {why}", p.display());
     }
+    print!("{text}");
 }

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -15,7 +16,7 @@ use crate::der;
 use crate::error::Result;
 use crate::pem::{self, pem_block, Scanner};
 use crate::plan::{Change, Edit, Plan};
-use crate::rootfs::{ContainerRoot, FileKind};
+use crate::rootfs::{ContainerRoot, DirEntry, FileKind};
 
 /// Prefix of every file name we choose, so that nothing collides with the image's own names.
 pub const NAME_PREFIX: &str = "cacerts-hook-";
@@ -55,6 +56,15 @@ pub struct Planner<'a> {
     held: RefCell<HashMap<PathBuf, Rc<Fingerprints>>>,
     /// [`Planner::bundle_entry`]'s answers, by the name asked for.
     by_name: RefCell<HashMap<String, Option<BundleEntry>>>,
+    /// [`Planner::entries`]' answers, by directory.
+    listings: RefCell<HashMap<PathBuf, Option<Rc<Listing>>>>,
+}
+
+/// A directory's entries, and their names for lookups.
+#[derive(Debug, Default)]
+struct Listing {
+    entries: Vec<DirEntry>,
+    names: HashSet<OsString>,
 }
 
 impl<'a> Planner<'a> {
@@ -69,6 +79,7 @@ impl<'a> Planner<'a> {
             bundles: HashSet::new(),
             held: RefCell::new(HashMap::new()),
             by_name: RefCell::new(HashMap::new()),
+            listings: RefCell::new(HashMap::new()),
         }
     }
 
@@ -96,7 +107,36 @@ impl<'a> Planner<'a> {
 
     /// True when anything, even a dangling symlink, is at `path`, or this plan creates it.
     pub fn taken(&self, path: &Path) -> Result<bool> {
-        Ok(self.claimed.contains(path) || self.root.symlink_metadata(path)?.is_some())
+        if self.claimed.contains(path) {
+            return Ok(true);
+        }
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+            if let Some(entries) = self.entries(dir) {
+                return Ok(entries.names.contains(name));
+            }
+        }
+        Ok(self.root.symlink_metadata(path)?.is_some())
+    }
+
+    /// The entries of directory `dir` (symlinks on the way followed inside the root), listed
+    /// once per plan: the tree does not change while a plan is made, and a thousand CAs ask about
+    /// the same directories a thousand times. An empty listing when nothing is at `dir`; `None`
+    /// when it cannot be listed (not a directory, a loop), for the caller to ask entry by entry.
+    fn entries(&self, dir: &Path) -> Option<Rc<Listing>> {
+        if let Some(known) = self.listings.borrow().get(dir) {
+            return known.clone();
+        }
+        let listing = match self.root.metadata(dir) {
+            Ok(None) => Some(Listing::default()),
+            Ok(Some(m)) if m.kind == FileKind::Dir => self.root.read_dir(dir).ok().map(|entries| Listing {
+                names: entries.iter().map(|e| e.name.clone()).collect(),
+                entries,
+            }),
+            _ => None,
+        }
+        .map(Rc::new);
+        self.listings.borrow_mut().insert(dir.to_owned(), listing.clone());
+        listing
     }
 
     /// The certificates a bundle holds; `None` when there is no regular file at `path`.
@@ -165,11 +205,10 @@ impl<'a> Planner<'a> {
         if !self.bundles.insert(physical) {
             return Ok(true);
         }
-        let text: Vec<u8> = certs
-            .iter()
-            .filter(|c| !held.contains(&c.sha256))
-            .flat_map(|c| encode(c, form).into_bytes())
-            .collect();
+        let mut text = Vec::new();
+        for c in certs.iter().filter(|c| !held.contains(&c.sha256)) {
+            text.extend_from_slice(encode(c, form).as_bytes());
+        }
         if !text.is_empty() {
             self.plan.push(Change::EditFile {
                 path: path.into(),
@@ -254,12 +293,13 @@ impl<'a> Planner<'a> {
         if old_hash {
             hashes.extend(subject_hash_old(cert));
         }
-        let entries = self.root.read_dir(dir).unwrap_or_default();
+        let listing = self.entries(Path::new(dir)).unwrap_or_default();
+        let entries = &listing.entries;
         for h in hashes {
             let prefix = format!("{h:08x}.");
             let mut used = HashSet::new();
             let mut linked = false;
-            for e in &entries {
+            for e in entries {
                 let name = e.name.to_string_lossy();
                 let Some(n) = name.strip_prefix(&prefix).and_then(|n| n.parse::<u32>().ok()) else {
                     continue;

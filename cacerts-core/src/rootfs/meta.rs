@@ -31,7 +31,12 @@ pub enum FileKind {
 
 impl FileKind {
     pub(crate) fn from_mode(mode: u32) -> Self {
-        match FileType::from_raw_mode(mode) {
+        Self::from_type(FileType::from_raw_mode(mode))
+    }
+
+    /// From a directory entry's type; `Unknown` where the file system does not say.
+    pub(crate) fn from_type(file_type: FileType) -> Self {
+        match file_type {
             FileType::RegularFile => FileKind::File,
             FileType::Directory => FileKind::Dir,
             FileType::Symlink => FileKind::Symlink,
@@ -171,6 +176,35 @@ impl Meta {
             },
             born: None,
         }
+    }
+
+    /// Metadata of `name` in `dir` (of `dir` itself when `name` is empty), not following a
+    /// final symlink, birth time included, from one `statx`.
+    pub(crate) fn statx_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Meta, rustix::io::Errno> {
+        let mut flags = AtFlags::SYMLINK_NOFOLLOW;
+        if name.is_empty() {
+            flags |= AtFlags::EMPTY_PATH;
+        }
+        let st = rustix::fs::statx(dir, name, flags, StatxFlags::BASIC_STATS | StatxFlags::BTIME)?;
+        let time = |t: rustix::fs::StatxTimestamp| Time {
+            sec: t.tv_sec,
+            nsec: i64::from(t.tv_nsec),
+        };
+        let mode = u32::from(st.stx_mode);
+        Ok(Meta {
+            kind: FileKind::from_mode(mode),
+            mode: mode & 0o7777,
+            uid: st.stx_uid,
+            gid: st.stx_gid,
+            size: st.stx_size,
+            dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+            nlink: u64::from(st.stx_nlink),
+            rdev: rustix::fs::makedev(st.stx_rdev_major, st.stx_rdev_minor),
+            atime: time(st.stx_atime),
+            mtime: time(st.stx_mtime),
+            born: (st.stx_mask & StatxFlags::BTIME.bits() != 0).then(|| time(st.stx_btime)),
+        })
     }
 
     /// The identity (type, device, inode) of this entry.

@@ -219,10 +219,15 @@ impl ContainerRoot {
             if name == "." || name == ".." {
                 continue;
             }
-            let kind = match statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => Meta::from_stat(&st).kind,
-                Err(Errno::NOENT) => continue,
-                Err(e) => return Err(Error::io("stat", path.join(name), e)),
+            // The entry's type as getdents reports it; only file systems that do not report
+            // it cost a stat.
+            let kind = match FileKind::from_type(entry.file_type()) {
+                FileKind::Unknown => match statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => Meta::from_stat(&st).kind,
+                    Err(Errno::NOENT) => continue,
+                    Err(e) => return Err(Error::io("stat", path.join(name), e)),
+                },
+                kind => kind,
             };
             out.push(DirEntry {
                 name: name.to_owned(),
@@ -370,11 +375,8 @@ impl DirHandle {
 
     /// Metadata of `name` in this directory, not following symlinks.
     pub fn lstat(&self, name: &OsStr) -> Result<Option<Meta>> {
-        match statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => Ok(Some(Meta {
-                born: birth_time(self.fd.as_fd(), name),
-                ..Meta::from_stat(&st)
-            })),
+        match Meta::statx_at(self.fd.as_fd(), name) {
+            Ok(meta) => Ok(Some(meta)),
             Err(Errno::NOENT) => Ok(None),
             Err(e) => Err(Error::io("stat", self.child(name), e)),
         }
@@ -446,6 +448,15 @@ impl DirHandle {
         }))
     }
 
+    /// Reads the regular file `name` (no symlink followed) up to `limit` bytes.
+    pub fn read_contents(&self, name: &OsStr, limit: u64) -> Result<Vec<u8>> {
+        let display = self.child(name);
+        let meta = self
+            .lstat(name)?
+            .ok_or_else(|| Error::io("open", display.clone(), Errno::NOENT))?;
+        read_regular(self.fd.as_fd(), name, &meta, &display, limit).map(|(bytes, _)| bytes)
+    }
+
     /// The target of the symlink `name` in this directory.
     pub fn read_link(&self, name: &OsStr) -> Result<PathBuf> {
         let t = rustix::fs::readlinkat(&self.fd, name, Vec::new())
@@ -487,20 +498,20 @@ impl DirHandle {
         failpoint::hit()?;
         let display = self.child(name);
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = openat(&self.fd, name, flags, Mode::from_raw_mode(0o600)).map_err(|e| match e {
+        // Created with its final permission bits (less the umask, which the mode change below
+        // then undoes): the name is a random temporary one, the contents are certificates.
+        let fd = openat(&self.fd, name, flags, Mode::from_raw_mode(attrs.mode & 0o777)).map_err(|e| match e {
             Errno::EXIST => Error::AlreadyExists { path: display.clone() },
             e => Error::io("create", display.clone(), e),
         })?;
         let file = std::fs::File::from(fd);
         std::io::Write::write_all(&mut &file, contents).map_err(|e| Error::io("write", &display, e))?;
-        apply_attrs(file.as_fd(), attrs, &display)?;
+        let made = Meta::statx_at(file.as_fd(), OsStr::new("")).map_err(|e| Error::io("stat", &display, e))?;
+        let made = apply_attrs(file.as_fd(), attrs, &display, made)?;
         if durable {
             rustix::fs::fsync(&file).map_err(|e| Error::io("fsync", &display, e))?;
         }
-        Ok(Meta {
-            born: birth_time(file.as_fd(), OsStr::new("")),
-            ..Meta::from_stat(&fstat(&file).map_err(|e| Error::io("stat", &display, e))?)
-        })
+        Ok(made)
     }
 
     /// Creates the symlink `name` pointing at `target`, owned as `attrs` says.
@@ -538,11 +549,8 @@ impl DirHandle {
             Mode::empty(),
         )
         .map_err(|e| Error::io("open directory", &display, e))?;
-        apply_attrs(fd.as_fd(), attrs, &display)?;
-        Ok(Meta {
-            born: birth_time(fd.as_fd(), OsStr::new("")),
-            ..Meta::from_stat(&fstat(&fd).map_err(|e| Error::io("stat", &display, e))?)
-        })
+        let made = Meta::statx_at(fd.as_fd(), OsStr::new("")).map_err(|e| Error::io("stat", &display, e))?;
+        apply_attrs(fd.as_fd(), attrs, &display, made)
     }
 
     /// Renames `from` to `to` within this directory. With `noreplace`, fails if `to` exists.
@@ -695,19 +703,30 @@ fn set_times(fd: BorrowedFd<'_>, atime: Time, mtime: Time, display: &Path) -> Re
     futimens(fd, &ts).map_err(|e| Error::io("set times of", display, e))
 }
 
-/// Owner first (chown clears set-id bits), then mode, attributes, and times last.
-fn apply_attrs(fd: BorrowedFd<'_>, attrs: &NewAttrs, display: &Path) -> Result<()> {
-    fchown(fd, Some(Uid::from_raw(attrs.uid)), Some(Gid::from_raw(attrs.gid)))
-        .map_err(|e| Error::io("chown", display, e))?;
-    fchmod(fd, Mode::from_raw_mode(attrs.mode)).map_err(|e| Error::io("chmod", display, e))?;
+/// Gives the entry `now` describes the owner, mode, attributes and times `attrs` asks for:
+/// owner first (chown clears set-id bits), then mode, attributes, and times last; an owner or
+/// mode it has already is not set again. Returns its metadata afterwards.
+fn apply_attrs(fd: BorrowedFd<'_>, attrs: &NewAttrs, display: &Path, mut now: Meta) -> Result<Meta> {
+    if (now.uid, now.gid) != (attrs.uid, attrs.gid) {
+        fchown(fd, Some(Uid::from_raw(attrs.uid)), Some(Gid::from_raw(attrs.gid)))
+            .map_err(|e| Error::io("chown", display, e))?;
+        (now.uid, now.gid) = (attrs.uid, attrs.gid);
+        // Forces the mode below: the change of owner may have cleared set-id bits.
+        now.mode = u32::MAX;
+    }
+    if now.mode != attrs.mode {
+        fchmod(fd, Mode::from_raw_mode(attrs.mode)).map_err(|e| Error::io("chmod", display, e))?;
+        now.mode = attrs.mode;
+    }
     for (name, value) in &attrs.xattrs {
         rustix::fs::fsetxattr(fd, name.as_os_str(), value, rustix::fs::XattrFlags::empty())
             .map_err(|e| Error::io("set extended attribute on", display, e))?;
     }
     if let Some((atime, mtime)) = attrs.times {
         set_times(fd, atime, mtime, display)?;
+        (now.atime, now.mtime) = (atime, mtime);
     }
-    Ok(())
+    Ok(now)
 }
 
 /// All extended attributes of an open (non-`O_PATH`) descriptor, sorted by name.
