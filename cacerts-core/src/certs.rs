@@ -403,11 +403,10 @@ pub fn sanitize(stem: &str) -> String {
 }
 
 fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     // Non-blocking: opening a FIFO for reading would otherwise wait for a writer forever (the
     // type is checked on the open descriptor, so there is no window to swap the file in between).
-    let f = std::fs::OpenOptions::new()
+    let mut f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32)
         .open(path)?;
@@ -415,13 +414,29 @@ fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
     if !meta.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
-    // One byte more than the size, so that the read ends without growing the buffer.
-    let mut buf = Vec::with_capacity(meta.len().min(MAX_INPUT) as usize + 1);
-    f.take(MAX_INPUT + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > MAX_INPUT {
+    if meta.len() > MAX_INPUT {
         return Err(std::io::Error::other(format!("larger than {MAX_INPUT} bytes")));
     }
+    // The size fstat reported, in one read: the end is not read for. A file that grows
+    // meanwhile is read to that size, one cut short to its end.
+    let mut buf = vec![0u8; meta.len() as usize];
+    let n = read_full(&mut f, &mut buf)?;
+    buf.truncate(n);
     Ok(buf)
+}
+
+/// Reads into `buf` until it is full or the input ends; returns how much was read.
+fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -134,6 +134,8 @@ pub(crate) enum Record {
     Made { id: u32, identity: Identity },
     /// Uninstall is about to write `temp` to put back or clean the file of record `id`.
     Restore { id: u32, temp: String },
+    /// Several records written as one line: all of them are in the journal, or none.
+    Batch { records: Vec<Record> },
 }
 
 /// A journal read back from disk.
@@ -224,6 +226,7 @@ impl Journal {
         let mut records = Vec::with_capacity(count - 1);
         for (i, line) in lines.iter().enumerate().skip(1) {
             match serde_json::from_slice::<Record>(line) {
+                Ok(Record::Batch { records: batch }) => records.extend(batch),
                 Ok(r) => records.push(r),
                 // A crash can tear the last line; it was never acted on, since the change it
                 // describes only starts after the line is flushed.
@@ -346,11 +349,22 @@ impl Writer {
 
     /// Appends one record and flushes it to stable storage.
     pub fn append(&mut self, record: &Record) -> Result<()> {
+        self.append_all(std::slice::from_ref(record))
+    }
+
+    /// Appends records with one write and one flush, as one line (a `batch` record when there
+    /// are several), so that a crash tears all of them or none: none of the changes they
+    /// describe has started before this returns.
+    pub fn append_all(&mut self, records: &[Record]) -> Result<()> {
         failpoint::hit()?;
-        let mut line = serde_json::to_vec(record).expect("journal records serialize");
-        line.push(b'\n');
+        let mut lines = match records {
+            [one] => serde_json::to_vec(one),
+            many => serde_json::to_vec(&Record::Batch { records: many.to_vec() }),
+        }
+        .expect("journal records serialize");
+        lines.push(b'\n');
         self.file
-            .write_all(&line)
+            .write_all(&lines)
             .and_then(|()| self.file.sync_data())
             .map_err(|source| Error::JournalIo {
                 path: self.path.clone(),

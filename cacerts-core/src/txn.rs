@@ -107,17 +107,15 @@ pub fn install(root: &ContainerRoot, plan: &Plan, journal_path: &Path, options: 
         dirs: HashMap::new(),
         report,
     };
-    for change in &plan.changes {
-        if let Err(cause) = tx.apply(change) {
-            drop(tx);
-            return match uninstall_with(root, journal_path, options) {
-                Ok(_) => Err(cause),
-                Err(rollback) => Err(Error::RollbackFailed {
-                    cause: Box::new(cause),
-                    rollback: Box::new(rollback),
-                }),
-            };
-        }
+    if let Err(cause) = tx.apply_all(&plan.changes) {
+        drop(tx);
+        return match uninstall_with(root, journal_path, options) {
+            Ok(_) => Err(cause),
+            Err(rollback) => Err(Error::RollbackFailed {
+                cause: Box::new(cause),
+                rollback: Box::new(rollback),
+            }),
+        };
     }
     Ok(tx.report)
 }
@@ -217,35 +215,40 @@ impl Tx<'_> {
         self.next_id
     }
 
-    fn apply(&mut self, change: &Change) -> Result<()> {
-        match change {
-            Change::CreateDir { path } => self.ensure_dir(path).map(drop),
-            Change::CreateFile { path, contents, mode } => {
-                let (parent, name) = split(path)?;
-                let dir = self.ensure_dir(parent)?;
-                let entry = NewEntry::File {
-                    sha256: sha256_hex(contents),
-                };
-                self.create(&dir, name, entry, contents, *mode)
+    /// Applies the changes in order; runs of entries to create are made together (see
+    /// [`Tx::create_all`]).
+    fn apply_all(&mut self, changes: &[Change]) -> Result<()> {
+        let mut rest = changes;
+        while let Some(first) = rest.first() {
+            let creates = rest
+                .iter()
+                .take_while(|c| matches!(c, Change::CreateFile { .. } | Change::CreateSymlink { .. }))
+                .count();
+            if creates > 0 {
+                self.create_all(&rest[..creates])?;
+                rest = &rest[creates..];
+                continue;
             }
-            Change::CreateSymlink { path, target } => {
-                let (parent, name) = split(path)?;
-                let dir = self.ensure_dir(parent)?;
-                let entry = NewEntry::Symlink { target: target.clone() };
-                self.create(&dir, name, entry, &[], 0o777)
-            }
-            Change::EditFile { path, edit } => {
-                let canonical = self.root.canonicalize(path)?;
-                if canonical.parent().is_none() {
-                    return Err(Error::unsafe_tree(
-                        path,
-                        "expected a regular file, found the root directory",
-                    ));
+            match first {
+                Change::CreateDir { path } => {
+                    self.ensure_dir(path)?;
                 }
-                let (parent, name) = split(&canonical)?;
-                self.edit(parent, name, edit)
+                Change::EditFile { path, edit } => {
+                    let canonical = self.root.canonicalize(path)?;
+                    if canonical.parent().is_none() {
+                        return Err(Error::unsafe_tree(
+                            path,
+                            "expected a regular file, found the root directory",
+                        ));
+                    }
+                    let (parent, name) = split(&canonical)?;
+                    self.edit(parent, name, edit)?;
+                }
+                Change::CreateFile { .. } | Change::CreateSymlink { .. } => unreachable!("taken above"),
             }
+            rest = &rest[1..];
         }
+        Ok(())
     }
 
     /// Records a directory's times before its first change in this install.
@@ -302,36 +305,88 @@ impl Tx<'_> {
         Ok(current)
     }
 
-    fn create(&mut self, dir_path: &Path, name: &OsStr, entry: NewEntry, contents: &[u8], mode: u32) -> Result<()> {
-        let d = self.dir(dir_path)?;
-        let (dir, inherited) = &*d;
-        let path = dir_path.join(name);
-        if dir.lstat(name)?.is_some() {
-            return Err(Error::AlreadyExists { path });
+    /// Creates entries (files and symlinks, never over anything), each under a journaled
+    /// temporary name renamed into place, the way one is: first every intent (one journal write),
+    /// then the temporary entries, then what was made (one journal write), then the renames. An
+    /// interruption anywhere leaves what a single creation would: temporary names the journal
+    /// knows, or entries whose identities it holds. A thousand CAs cost two journal flushes, not
+    /// two thousand.
+    fn create_all(&mut self, changes: &[Change]) -> Result<()> {
+        struct Item<'c> {
+            dir: Rc<(DirHandle, NewAttrs)>,
+            name: &'c OsStr,
+            path: PathBuf,
+            temp: OsString,
+            entry: NewEntry,
+            contents: &'c [u8],
+            mode: u32,
+            id: u32,
         }
-        self.touch(dir)?;
-        let id = self.id();
-        let temp = temp_name();
-        self.writer.append(&Record::Create {
-            id,
-            path: path.clone(),
-            temp: temp.to_string_lossy().into_owned(),
-            entry: entry.clone(),
-        })?;
-        let attrs = NewAttrs {
-            mode,
-            ..inherited.clone()
-        };
-        let made = match &entry {
-            NewEntry::File { .. } => dir.create_file(&temp, contents, &attrs, self.options.durable)?,
-            NewEntry::Symlink { target } => dir.create_symlink(&temp, target.as_os_str(), &attrs)?,
-        };
-        self.writer.append(&Record::Made {
-            id,
-            identity: made.identity(),
-        })?;
-        dir.rename(&temp, name, true)?;
-        self.report.created.push(path);
+        let mut items = Vec::with_capacity(changes.len());
+        for change in changes {
+            let (path, entry, contents, mode) = match change {
+                Change::CreateFile { path, contents, mode } => (
+                    path,
+                    NewEntry::File {
+                        sha256: sha256_hex(contents),
+                    },
+                    contents.as_slice(),
+                    *mode,
+                ),
+                Change::CreateSymlink { path, target } => {
+                    (path, NewEntry::Symlink { target: target.clone() }, &[][..], 0o777)
+                }
+                _ => unreachable!("only entries to create"),
+            };
+            let (parent, name) = split(path)?;
+            let dir_path = self.ensure_dir(parent)?;
+            let dir = self.dir(&dir_path)?;
+            // The plan chose a free name; should something be there by now, the rename (which
+            // never replaces) fails and the install is rolled back.
+            let path = dir_path.join(name);
+            self.touch(&dir.0)?;
+            items.push(Item {
+                dir,
+                name,
+                path,
+                temp: temp_name(),
+                entry,
+                contents,
+                mode,
+                id: self.id(),
+            });
+        }
+        let intents: Vec<Record> = items
+            .iter()
+            .map(|i| Record::Create {
+                id: i.id,
+                path: i.path.clone(),
+                temp: i.temp.to_string_lossy().into_owned(),
+                entry: i.entry.clone(),
+            })
+            .collect();
+        self.writer.append_all(&intents)?;
+        let mut made = Vec::with_capacity(items.len());
+        for i in &items {
+            let (dir, inherited) = &*i.dir;
+            let attrs = NewAttrs {
+                mode: i.mode,
+                ..inherited.clone()
+            };
+            let meta = match &i.entry {
+                NewEntry::File { .. } => dir.create_file(&i.temp, i.contents, &attrs, self.options.durable)?,
+                NewEntry::Symlink { target } => dir.create_symlink(&i.temp, target.as_os_str(), &attrs)?,
+            };
+            made.push(Record::Made {
+                id: i.id,
+                identity: meta.identity(),
+            });
+        }
+        self.writer.append_all(&made)?;
+        for i in items {
+            i.dir.0.rename(&i.temp, i.name, true)?;
+            self.report.created.push(i.path);
+        }
         Ok(())
     }
 
@@ -563,10 +618,10 @@ impl Undoer<'_> {
     /// Whether an entry with our inode still holds what we wrote. The inode number alone is not
     /// enough: once the container deletes our file, the file system may hand the same number to
     /// the file it creates next.
-    fn still_as_made(&self, dir: &DirHandle, name: &OsStr, entry: &NewEntry) -> Result<bool> {
+    fn still_as_made(&self, dir: &DirHandle, name: &OsStr, meta: &Meta, entry: &NewEntry) -> Result<bool> {
         match entry {
             NewEntry::File { sha256 } => {
-                let bytes = dir.read_contents(name, self.root.read_limit())?;
+                let bytes = dir.read_contents(name, meta, self.root.read_limit())?;
                 Ok(sha256_hex(&bytes) == *sha256)
             }
             NewEntry::Symlink { target } => Ok(dir.read_link(name)? == *target),
@@ -603,14 +658,18 @@ impl Undoer<'_> {
         let Some((dir, name)) = self.parent(path)? else {
             return Ok(());
         };
-        self.remove_temps(&dir, id, Some(temp))?;
         if !self.made.contains_key(&id) {
             // Never renamed into place: whatever is at `path` is not ours.
-            return Ok(());
+            return self.remove_temps(&dir, id, Some(temp));
         }
-        match dir.lstat(&name)? {
+        let current = dir.lstat(&name)?;
+        if !current.is_some_and(|m| self.is_ours(id, &m)) {
+            // Not renamed into place (or replaced since): the temporary file may be left.
+            self.remove_temps(&dir, id, Some(temp))?;
+        }
+        match current {
             None => {}
-            Some(m) if self.is_ours(id, &m) && self.still_as_made(&dir, &name, entry)? => {
+            Some(m) if self.is_ours(id, &m) && self.still_as_made(&dir, &name, &m, entry)? => {
                 let removed = dir.remove_if(&name, |now| now.identity() == m.identity())?;
                 if removed {
                     self.report.removed.push(path.to_owned());

@@ -285,20 +285,21 @@ fn read_regular(
     limit: u64,
 ) -> Result<(Vec<u8>, OwnedFd)> {
     let (fd, now) = open_regular(parent, name, expected, display, limit)?;
-    // One byte more than the size, so that the read ends without growing the buffer.
-    let mut buf = Vec::with_capacity(now.size.min(limit) as usize + 1);
     let file = std::fs::File::from(fd);
-    (&file)
-        .take(limit + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| Error::io("read", display, e))?;
-    if buf.len() as u64 > limit {
-        return Err(Error::TooLarge {
-            path: display.to_owned(),
-            size: buf.len() as u64,
-            limit,
-        });
+    // The size fstat reported (checked against the limit), in one read: the end is not read
+    // for. Nothing writes to it meanwhile (the container is not running); a file that grew would
+    // be read to that size, one cut short to its end.
+    let mut buf = vec![0u8; now.size as usize];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match (&file).read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("read", display, e)),
+        }
     }
+    buf.truncate(filled);
     Ok((buf, OwnedFd::from(file)))
 }
 
@@ -334,6 +335,13 @@ fn open_regular(
             display,
             "the file was replaced while it was being opened",
         ));
+    }
+    if now.size > limit {
+        return Err(Error::TooLarge {
+            path: display.to_owned(),
+            size: now.size,
+            limit,
+        });
     }
     Ok((fd, now))
 }
@@ -448,13 +456,10 @@ impl DirHandle {
         }))
     }
 
-    /// Reads the regular file `name` (no symlink followed) up to `limit` bytes.
-    pub fn read_contents(&self, name: &OsStr, limit: u64) -> Result<Vec<u8>> {
-        let display = self.child(name);
-        let meta = self
-            .lstat(name)?
-            .ok_or_else(|| Error::io("open", display.clone(), Errno::NOENT))?;
-        read_regular(self.fd.as_fd(), name, &meta, &display, limit).map(|(bytes, _)| bytes)
+    /// Reads the regular file `name` (no symlink followed), which `expected` describes, up to
+    /// `limit` bytes; an error when it is another entry by the time it is opened.
+    pub fn read_contents(&self, name: &OsStr, expected: &Meta, limit: u64) -> Result<Vec<u8>> {
+        read_regular(self.fd.as_fd(), name, expected, &self.child(name), limit).map(|(bytes, _)| bytes)
     }
 
     /// The target of the symlink `name` in this directory.
