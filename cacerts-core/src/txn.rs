@@ -670,7 +670,11 @@ impl Undoer<'_> {
         match current {
             None => {}
             Some(m) if self.is_ours(id, &m) && self.still_as_made(&dir, &name, &m, entry)? => {
-                let removed = dir.remove_if(&name, |now| now.identity() == m.identity())?;
+                let removed = match entry {
+                    // still_as_made opened it by name and checked it is this inode.
+                    NewEntry::File { .. } => dir.remove_file(&name)?,
+                    NewEntry::Symlink { .. } => dir.remove_if(&name, |now| now.identity() == m.identity())?,
+                };
                 if removed {
                     self.report.removed.push(path.to_owned());
                 }

@@ -572,6 +572,17 @@ impl DirHandle {
         })
     }
 
+    /// Removes the non-directory `name`, which the caller has just checked by opening it.
+    /// Returns whether it was there.
+    pub fn remove_file(&self, name: &OsStr) -> Result<bool> {
+        failpoint::hit()?;
+        match unlinkat(&self.fd, name, AtFlags::empty()) {
+            Ok(()) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(Error::io("remove", self.child(name), e)),
+        }
+    }
+
     /// Removes `name` if it is still the entry `expected` identifies. Returns whether it was
     /// removed; a directory that is not empty is left (and `false` returned).
     pub fn remove_if(&self, name: &OsStr, expected: impl Fn(&Meta) -> bool) -> Result<bool> {
