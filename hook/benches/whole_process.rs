@@ -438,7 +438,7 @@ impl Bench {
 
         eprintln!("bench: whole process: {} interleaved rounds", self.runs);
         let n_hook = hook_cases.len();
-        let rec = interleave(self.runs, n_hook + 3, |k, rec| {
+        let rec = interleave(self.runs, n_hook + 4, |k, rec| {
             if k < n_hook {
                 let (name, root, journal) = &hook_cases[k];
                 rec.push(&format!("{name} install"), Cmd::install(root, &self.ca, journal).time());
@@ -450,8 +450,10 @@ impl Bench {
                 rec.push(&format!("uca {label} install"), uca(hooks).time());
                 std::fs::remove_file(&anchor).expect("remove the CA");
                 rec.push(&format!("uca {label} uninstall"), uca(hooks).time());
-            } else {
+            } else if k == n_hook + 2 {
                 rec.push("cp", Cmd::new("cp").arg(&bundle).arg(&cp_dest).time());
+            } else {
+                rec.push("true", Cmd::new("/bin/true").time());
             }
         });
         for (b, root) in before.iter().zip([&alpine, &rhel]) {
@@ -525,6 +527,13 @@ impl Bench {
             fmt_ms(percentile(s, 90.0)),
             fmt_mib(cp_rss)
         );
+        let s = rec.samples("true");
+        println!(
+            "| `/bin/true` (floor: starting and reaping a process, here) | {} | {} | {} | |",
+            fmt_ms(median(s)),
+            fmt_ms(percentile(s, 10.0)),
+            fmt_ms(percentile(s, 90.0)),
+        );
         println!();
 
         let deb_i = rec.median("Debian install");
@@ -555,9 +564,20 @@ impl Bench {
             alp_i / cp,
             alp_u / cp
         );
+        let floor = rec.median("true");
         println!(
-            "- Alpine install, journal on disk / on tmpfs: **{:.1}x**\n",
+            "- Alpine install, journal on disk / on tmpfs: **{:.1}x**",
             rec.median("Alpine, journal on disk install") / alp_i
+        );
+        println!(
+            "- Beyond starting a process (`/bin/true`, {} ms here): install {} ms and uninstall {} \
+             ms on Alpine, {} and {} ms on Debian, `cp` of the bundle {} ms\n",
+            fmt_ms(floor),
+            fmt_ms(alp_i - floor),
+            fmt_ms(alp_u - floor),
+            fmt_ms(deb_i - floor),
+            fmt_ms(deb_u - floor),
+            fmt_ms(cp - floor)
         );
 
         targets.check(
@@ -609,7 +629,10 @@ impl Bench {
             let dir = self.dir(&format!("bundles-{}", cases.len()));
             let plain = runc_bundle(hook, &dir, root, &["/bin/true"], None);
             let hooked = runc_bundle(hook, &dir, root, &["/bin/true"], Some(&config));
-            cases.push((name, root.clone(), plain, hooked, Snapshot::take(root)));
+            // The floor of any hook: runc starting a process that does nothing at both stages.
+            let noop_dir = self.dir(&format!("bundles-noop-{}", cases.len()));
+            let noop = runc_bundle(Path::new("/bin/true"), &noop_dir, root, &["/bin/true"], Some(&config));
+            cases.push((name, root.clone(), plain, hooked, noop, Snapshot::take(root)));
         }
         let mut n = 0;
         let mut runc = |bundle: &Path| {
@@ -624,12 +647,12 @@ impl Bench {
                 .time()
         };
         eprintln!("bench: runc: {} interleaved rounds", self.runs);
-        let rec = interleave(self.runs, cases.len() * 2, |k, rec| {
-            let (name, _, plain, hooked, _) = &cases[k / 2];
-            if k % 2 == 0 {
-                rec.push(&format!("{name} plain"), runc(plain));
-            } else {
-                rec.push(&format!("{name} hook"), runc(hooked));
+        let rec = interleave(self.runs, cases.len() * 3, |k, rec| {
+            let (name, _, plain, hooked, noop, _) = &cases[k / 3];
+            match k % 3 {
+                0 => rec.push(&format!("{name} plain"), runc(plain)),
+                1 => rec.push(&format!("{name} hook"), runc(hooked)),
+                _ => rec.push(&format!("{name} noop"), runc(noop)),
             }
         });
         let log_text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -640,7 +663,7 @@ impl Bench {
             "one createRuntime per hooked run:\n{log_text}"
         );
         assert_no_journals(&state);
-        for (_, root, _, _, before) in &cases {
+        for (_, root, _, _, _, before) in &cases {
             before.assert_same(&Snapshot::take(root), format!("{} after runc runs", root.display()));
         }
 
@@ -648,19 +671,26 @@ impl Bench {
         println!(
             "`runc run` of `/bin/true` (host network), without hooks and with `createRuntime` + \
              `poststop` running `cacerts-hook` (one CA, state on tmpfs, log to a file). The \
-             container's lifetime is the whole `runc run`: create, hooks, start, wait, delete.\n"
+             container's lifetime is the whole `runc run`: create, hooks, start, wait, delete. \
+             The last two columns run `/bin/true` as both hooks: what runc spends on starting \
+             any hook, the floor under ours.\n"
         );
-        println!("| root filesystem | without hook ms | with hook ms | added ms | added |");
-        println!("|---|---:|---:|---:|---:|");
+        println!(
+            "| root filesystem | without hook ms | with hook ms | added ms | added | `/bin/true` as both hooks ms | added by it |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|");
         for (name, ..) in &cases {
             let plain = rec.median(&format!("{name} plain"));
             let hooked = rec.median(&format!("{name} hook"));
+            let noop = rec.median(&format!("{name} noop"));
             println!(
-                "| {name} | {} | {} | {} | {:+.1} % |",
+                "| {name} | {} | {} | {} | {:+.1} % | {} | {:+.1} % |",
                 fmt_ms(plain),
                 fmt_ms(hooked),
                 fmt_ms(hooked - plain),
-                (hooked / plain - 1.0) * 100.0
+                (hooked / plain - 1.0) * 100.0,
+                fmt_ms(noop),
+                (noop / plain - 1.0) * 100.0
             );
             targets.check(
                 &format!("runc run with both hook stages, {name}"),
