@@ -88,7 +88,11 @@ impl Kind {
 }
 
 fn import(kind: Kind, store: &Path, alias: &str, pem: &Path, password: &str) {
-    let mut args = kind.options();
+    import_with(kind.options(), store, alias, pem, password);
+}
+
+/// `keytool -importcert` with `options` (store type, JVM properties) first.
+fn import_with<'a>(mut args: Vec<&'a str>, store: &'a Path, alias: &'a str, pem: &'a Path, password: &'a str) {
     let store = store.to_str().unwrap();
     let pem = pem.to_str().unwrap();
     args.extend(["-importcert", "-noprompt", "-alias", alias, "-file", pem]);
@@ -431,22 +435,15 @@ fn every_pbes2_cipher_and_mac_digest() {
     ];
     let make = |store: &Path, algorithms: Option<(&str, &str)>| match algorithms {
         Some((cert, mac)) => {
-            keytool(&[
-                &format!("-J-Dkeystore.pkcs12.certProtectionAlgorithm={cert}"),
-                &format!("-J-Dkeystore.pkcs12.macAlgorithm={mac}"),
-                "-importcert",
-                "-noprompt",
-                "-storetype",
-                "PKCS12",
-                "-alias",
+            let cert = format!("-J-Dkeystore.pkcs12.certProtectionAlgorithm={cert}");
+            let mac = format!("-J-Dkeystore.pkcs12.macAlgorithm={mac}");
+            import_with(
+                vec![&cert, &mac, "-storetype", "PKCS12"],
+                store,
                 "image",
-                "-file",
-                image_ca.to_str().unwrap(),
-                "-keystore",
-                store.to_str().unwrap(),
-                "-storepass",
+                &image_ca,
                 "changeit",
-            ]);
+            );
         }
         None => {
             let out = Command::new("openssl")
@@ -514,21 +511,13 @@ fn legacy_pkcs12_is_refused_with_a_clear_error() {
     let f = fixture();
     let image_ca = make_ca(f.tmp.path(), "image-ca");
     let store = f.tmp.path().join("cacerts");
-    keytool(&[
-        "-J-Dkeystore.pkcs12.legacy",
-        "-importcert",
-        "-noprompt",
-        "-storetype",
-        "PKCS12",
-        "-alias",
+    import_with(
+        vec!["-J-Dkeystore.pkcs12.legacy", "-storetype", "PKCS12"],
+        &store,
         "image",
-        "-file",
-        image_ca.to_str().unwrap(),
-        "-keystore",
-        store.to_str().unwrap(),
-        "-storepass",
+        &image_ca,
         "changeit",
-    ]);
+    );
     build(
         &f.rootfs,
         &[Node::file(
