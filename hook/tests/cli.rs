@@ -422,6 +422,78 @@ fn hook_runc_state_installs_then_poststop_leaves_no_trace() {
     assert!(lines[1].contains("result=ok"), "{log}");
 }
 
+/// Many containers' stages at once, as a node starting a deployment sees them: every stage
+/// succeeds, each root gets the CA and ends as it was, and the state directory ends empty (no
+/// journal, bundle record or lock file left). Stages of different containers hold different
+/// locks, so they run side by side.
+#[test]
+fn many_containers_at_once_each_get_the_ca_and_leave_nothing() {
+    const N: usize = 16;
+    let w = World::new(&debian());
+    let containers: Vec<(String, PathBuf, PathBuf)> = (0..N)
+        .map(|i| {
+            let bundle = w.tmp.path().join(format!("bundle-{i}"));
+            let rootfs = bundle.join("rootfs");
+            std::fs::create_dir_all(&rootfs).unwrap();
+            build(&rootfs, &debian());
+            age(&rootfs);
+            std::fs::write(
+                bundle.join("config.json"),
+                json!({"ociVersion": "1.0.2", "root": {"path": "rootfs"}}).to_string(),
+            )
+            .unwrap();
+            (format!("many-{i}"), bundle, rootfs)
+        })
+        .collect();
+    let before: Vec<Snapshot> = containers.iter().map(|(_, _, r)| Snapshot::take(r)).collect();
+    let stage_all = |stage: &str| {
+        let children: Vec<_> = containers
+            .iter()
+            .map(|(id, bundle, _)| {
+                let mut child = Command::new(BIN)
+                    .arg("--config")
+                    .arg(&w.config)
+                    .arg(stage)
+                    .current_dir("/")
+                    .env_clear()
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let state =
+                    json!({"ociVersion": "1.0.2", "id": id, "status": "creating", "pid": 4242, "bundle": bundle});
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(state.to_string().as_bytes())
+                    .unwrap();
+                child
+            })
+            .collect();
+        for child in children {
+            ok(&child.wait_with_output().unwrap());
+        }
+    };
+    stage_all("createRuntime");
+    for (_, _, rootfs) in &containers {
+        let bundle = std::fs::read_to_string(rootfs.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
+        assert!(bundle.contains(w.ca_pem.trim()), "{}", rootfs.display());
+    }
+    stage_all("poststop");
+    for ((id, _, rootfs), before) in containers.iter().zip(&before) {
+        before.assert_same(&Snapshot::take(rootfs), id);
+    }
+    let left: Vec<_> = std::fs::read_dir(&w.state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the state directory: {left:?}");
+    let log = w.log_text();
+    assert_eq!(log.matches("result=ok").count(), 2 * N, "{log}");
+}
+
 #[test]
 fn hook_crun_state_with_root_and_created_status() {
     let w = World::new(&generic());
