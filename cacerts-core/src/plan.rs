@@ -37,9 +37,9 @@ pub enum Change {
     },
     /// Change an existing regular file. Symlinks to it are followed inside the root. An append
     /// is written in place when the file is the only name of its inode and on the root's own
-    /// mount (uninstall cuts it back to its original length); otherwise, and for other edits, the
-    /// file is replaced by a new one renamed over it, with the original's owner, mode and
-    /// attributes, and its bytes are backed up beside the journal.
+    /// mount (uninstall puts back a copy of its first bytes, the original); otherwise, and for
+    /// other edits, the file is replaced by a new one renamed over it, with the original's
+    /// owner, mode and attributes, and its bytes are backed up beside the journal.
     EditFile {
         /// The file, or a symlink leading to it.
         path: PathBuf,

@@ -744,13 +744,20 @@ impl Undoer<'_> {
         Ok(())
     }
 
-    /// Cuts a file we appended to back to its original bytes and times when it holds exactly
-    /// those plus (a beginning of) our fragment; otherwise, when the container changed it, takes
-    /// out only our text, as for a replaced file.
+    /// Puts back a file we appended to, bytes and times, when it holds exactly the original
+    /// plus (a beginning of) our fragment; otherwise, when the container changed it, takes out
+    /// only our text, as for a replaced file.
+    ///
+    /// The original comes back as a copy of the file's first bytes renamed over it, not by
+    /// cutting the file short: a pipe can still hold the file's last page after the container
+    /// is gone (`cat` and friends splice a file into a pipe, and whoever reads the container's
+    /// output may not have read it yet), and truncating would zero our bytes in that page under
+    /// the reader.
     fn undo_append(&mut self, id: u32, path: &Path, original: &Appended, fragment: &[u8]) -> Result<()> {
         let Some((dir, name)) = self.parent(path)? else {
             return Ok(());
         };
+        self.remove_temps(&dir, id, None)?;
         let Some(current) = self.still_a_file(&dir, &name, path)? else {
             return Ok(());
         };
@@ -767,8 +774,16 @@ impl Undoer<'_> {
                             return Ok(());
                         }
                         AppendState::Ours => {
-                            file.truncate(original.size, self.options.durable)?;
-                            file.set_times(original.atime, original.mtime)?;
+                            let attrs = NewAttrs {
+                                uid: file.meta.uid,
+                                gid: file.meta.gid,
+                                mode: file.meta.mode,
+                                xattrs: file.xattrs()?,
+                                times: Some((original.atime, original.mtime)),
+                            };
+                            let temp = self.restore_temp(id)?;
+                            dir.create_file_from(&temp, &file, original.size, &attrs, self.options.durable)?;
+                            dir.rename(&temp, &name, false)?;
                             self.report.restored.push(path.to_owned());
                             return Ok(());
                         }
@@ -853,6 +868,13 @@ impl Undoer<'_> {
 
     /// Writes `bytes` under a journaled temporary name and renames it over `name`.
     fn replace(&mut self, id: u32, dir: &DirHandle, name: &OsStr, bytes: &[u8], attrs: &NewAttrs) -> Result<()> {
+        let temp = self.restore_temp(id)?;
+        dir.create_file(&temp, bytes, attrs, self.options.durable)?;
+        dir.rename(&temp, name, false)
+    }
+
+    /// A temporary name for putting back the file of record `id`, journaled before it is used.
+    fn restore_temp(&mut self, id: u32) -> Result<OsString> {
         let temp = temp_name();
         let temp_str = temp.to_string_lossy().into_owned();
         self.writer.append(&Record::Restore {
@@ -860,7 +882,6 @@ impl Undoer<'_> {
             temp: temp_str.clone(),
         })?;
         self.restores.entry(id).or_default().push(temp_str);
-        dir.create_file(&temp, bytes, attrs, self.options.durable)?;
-        dir.rename(&temp, name, false)
+        Ok(temp)
     }
 }

@@ -679,7 +679,13 @@ fn many_containers_at_once() {
                 assert_eq!(code, 0, "container {i}: {text}");
                 assert!(
                     text.contains(body.as_str()),
-                    "container {i} does not see the CA:\n{text}"
+                    "container {i} does not see the CA; hook log:\n{}",
+                    case.log()
+                        .lines()
+                        .filter(|l| l.contains("createRuntime"))
+                        .map(|l| l.split(" id=").nth(1).unwrap_or(""))
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 );
                 assert!(
                     text.contains(base.cas[0].pem.as_str()),

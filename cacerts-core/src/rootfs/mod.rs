@@ -519,6 +519,33 @@ impl DirHandle {
         Ok(made)
     }
 
+    /// Creates the regular file `name` exclusively, like [`DirHandle::create_file`], holding the
+    /// first `len` bytes of `source` (copied in the kernel where the file system can).
+    pub fn create_file_from(
+        &self,
+        name: &OsStr,
+        source: &InPlace,
+        len: u64,
+        attrs: &NewAttrs,
+        durable: bool,
+    ) -> Result<Meta> {
+        failpoint::hit()?;
+        let display = self.child(name);
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = openat(&self.fd, name, flags, Mode::from_raw_mode(attrs.mode & 0o777)).map_err(|e| match e {
+            Errno::EXIST => Error::AlreadyExists { path: display.clone() },
+            e => Error::io("create", display.clone(), e),
+        })?;
+        let file = std::fs::File::from(fd);
+        source.copy_prefix(&file, len, &display)?;
+        let made = Meta::statx_at(file.as_fd(), OsStr::new("")).map_err(|e| Error::io("stat", &display, e))?;
+        let made = apply_attrs(file.as_fd(), attrs, &display, made)?;
+        if durable {
+            rustix::fs::fsync(&file).map_err(|e| Error::io("fsync", &display, e))?;
+        }
+        Ok(made)
+    }
+
     /// Creates the symlink `name` pointing at `target`, owned as `attrs` says.
     pub fn create_symlink(&self, name: &OsStr, target: &OsStr, attrs: &NewAttrs) -> Result<Meta> {
         failpoint::hit()?;
@@ -694,12 +721,47 @@ impl InPlace {
         Ok(())
     }
 
-    /// Cuts the file to `size` bytes, flushed when `durable`.
-    pub fn truncate(&self, size: u64, durable: bool) -> Result<()> {
-        failpoint::hit()?;
-        rustix::fs::ftruncate(&self.file, size).map_err(|e| Error::io("truncate", &self.display, e))?;
-        if durable {
-            rustix::fs::fdatasync(&self.file).map_err(|e| Error::io("fsync", &self.display, e))?;
+    /// Its extended attributes.
+    pub fn xattrs(&self) -> Result<Xattrs> {
+        read_xattrs(self.file.as_fd(), &self.display)
+    }
+
+    /// Copies its first `len` bytes to the start of `dest` (`copy_file_range`, or reads and
+    /// writes where the file systems do not support it).
+    fn copy_prefix(&self, dest: &std::fs::File, len: u64, display: &Path) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let (mut from, mut to) = (0u64, 0u64);
+        while from < len {
+            let chunk = (len - from).min(1 << 30) as usize;
+            match rustix::fs::copy_file_range(&self.file, Some(&mut from), dest, Some(&mut to), chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(Errno::INTR) => {}
+                Err(Errno::XDEV | Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP) => {
+                    let mut buf = vec![0u8; CHUNK];
+                    while from < len {
+                        let want = (len - from).min(CHUNK as u64) as usize;
+                        let n = self
+                            .file
+                            .read_at(&mut buf[..want], from)
+                            .map_err(|e| Error::io("read", &self.display, e))?;
+                        if n == 0 {
+                            break;
+                        }
+                        dest.write_all_at(&buf[..n], to)
+                            .map_err(|e| Error::io("write", display, e))?;
+                        from += n as u64;
+                        to += n as u64;
+                    }
+                }
+                Err(e) => return Err(Error::io("copy", display, e)),
+            }
+        }
+        if from < len {
+            return Err(Error::unsafe_tree(
+                &self.display,
+                "the file was cut short while it was copied",
+            ));
         }
         Ok(())
     }
