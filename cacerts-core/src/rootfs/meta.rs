@@ -109,20 +109,6 @@ impl Identity {
     }
 }
 
-/// The birth time of `name` in `dir` (of `dir` itself when `name` is empty), not following a
-/// final symlink; `None` where the kernel or the file system does not report one.
-pub(crate) fn birth_time(dir: BorrowedFd<'_>, name: &OsStr) -> Option<Time> {
-    let mut flags = AtFlags::SYMLINK_NOFOLLOW;
-    if name.is_empty() {
-        flags |= AtFlags::EMPTY_PATH;
-    }
-    let st = rustix::fs::statx(dir, name, flags, StatxFlags::BTIME).ok()?;
-    (st.stx_mask & StatxFlags::BTIME.bits() != 0).then_some(Time {
-        sec: st.stx_btime.tv_sec,
-        nsec: i64::from(st.stx_btime.tv_nsec),
-    })
-}
-
 /// Metadata of one entry, from `fstat`/`fstatat` (never following a final symlink unless asked).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta {

@@ -25,7 +25,6 @@ use rustix::fs::{
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 
-use self::meta::birth_time;
 pub use self::meta::{FileKind, Identity, Meta, Time};
 pub use self::walk::Backend;
 use crate::error::{Error, Result};
@@ -429,10 +428,7 @@ impl DirHandle {
             Err(Errno::ACCESS | Errno::PERM | Errno::TXTBSY) => return Ok(None),
             Err(e) => return Err(Error::io("open", display, e)),
         };
-        let meta = Meta {
-            born: birth_time(fd.as_fd(), OsStr::new("")),
-            ..Meta::from_stat(&fstat(&fd).map_err(|e| Error::io("stat", &display, e))?)
-        };
+        let meta = Meta::statx_at(fd.as_fd(), OsStr::new("")).map_err(|e| Error::io("stat", &display, e))?;
         // Compared with the name as it is now, after the open: on an overlay file system the
         // open itself may have copied the file up.
         let now = self.lstat(name)?;
@@ -500,23 +496,9 @@ impl DirHandle {
     /// Creates the regular file `name` exclusively (never through an existing entry), writes
     /// `contents`, then applies owner, mode, attributes and times. Returns the new file's metadata.
     pub fn create_file(&self, name: &OsStr, contents: &[u8], attrs: &NewAttrs, durable: bool) -> Result<Meta> {
-        failpoint::hit()?;
-        let display = self.child(name);
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        // Created with its final permission bits (less the umask, which the mode change below
-        // then undoes): the name is a random temporary one, the contents are certificates.
-        let fd = openat(&self.fd, name, flags, Mode::from_raw_mode(attrs.mode & 0o777)).map_err(|e| match e {
-            Errno::EXIST => Error::AlreadyExists { path: display.clone() },
-            e => Error::io("create", display.clone(), e),
-        })?;
-        let file = std::fs::File::from(fd);
-        std::io::Write::write_all(&mut &file, contents).map_err(|e| Error::io("write", &display, e))?;
-        let made = Meta::statx_at(file.as_fd(), OsStr::new("")).map_err(|e| Error::io("stat", &display, e))?;
-        let made = apply_attrs(file.as_fd(), attrs, &display, made)?;
-        if durable {
-            rustix::fs::fsync(&file).map_err(|e| Error::io("fsync", &display, e))?;
-        }
-        Ok(made)
+        self.create_file_with(name, attrs, durable, |file, display| {
+            std::io::Write::write_all(&mut &*file, contents).map_err(|e| Error::io("write", display, e))
+        })
     }
 
     /// Creates the regular file `name` exclusively, like [`DirHandle::create_file`], holding the
@@ -529,15 +511,31 @@ impl DirHandle {
         attrs: &NewAttrs,
         durable: bool,
     ) -> Result<Meta> {
+        self.create_file_with(name, attrs, durable, |file, display| {
+            source.copy_prefix(file, len, display)
+        })
+    }
+
+    /// Creates `name` exclusively, lets `fill` write it, then applies the attributes and, when
+    /// `durable`, flushes it.
+    fn create_file_with(
+        &self,
+        name: &OsStr,
+        attrs: &NewAttrs,
+        durable: bool,
+        fill: impl FnOnce(&std::fs::File, &Path) -> Result<()>,
+    ) -> Result<Meta> {
         failpoint::hit()?;
         let display = self.child(name);
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        // Created with its final permission bits (less the umask, which the mode change below
+        // then undoes): the name is a random temporary one, the contents are certificates.
         let fd = openat(&self.fd, name, flags, Mode::from_raw_mode(attrs.mode & 0o777)).map_err(|e| match e {
             Errno::EXIST => Error::AlreadyExists { path: display.clone() },
             e => Error::io("create", display.clone(), e),
         })?;
         let file = std::fs::File::from(fd);
-        source.copy_prefix(&file, len, &display)?;
+        fill(&file, &display)?;
         let made = Meta::statx_at(file.as_fd(), OsStr::new("")).map_err(|e| Error::io("stat", &display, e))?;
         let made = apply_attrs(file.as_fd(), attrs, &display, made)?;
         if durable {
