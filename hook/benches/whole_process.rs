@@ -21,22 +21,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cacerts_testkit::bench::{self, data_dir};
-use cacerts_testkit::containers::{run, runc_bundle};
+use cacerts_testkit::containers::{hook_binary, run, runc_bundle};
 use cacerts_testkit::fixtures::{alpine_bundle, ubi, Base};
 use cacerts_testkit::rootfs::debian_rootfs;
 use cacerts_testkit::{age, build, Node, Snapshot};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cacerts-hook");
 
-/// The binary measured: `CACERTS_HOOK_BIN` when set (`scripts/bench` sets it to the statically
-/// linked build that ships, from `scripts/build-release`), else the one Cargo built.
+/// The binary measured (see [`hook_binary`]).
 fn bin() -> &'static Path {
     static BIN_PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN_PATH.get_or_init(|| {
-        std::env::var_os("CACERTS_HOOK_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(BIN))
-    })
+    BIN_PATH.get_or_init(|| hook_binary(BIN))
 }
 /// The Debian root filesystem: the trust store, its Java key store, and a JRE for the tool's hook.
 const DEBIAN_PACKAGES: &[&str] = &["ca-certificates", "ca-certificates-java", "default-jre-headless"];

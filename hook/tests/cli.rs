@@ -115,6 +115,11 @@ impl World {
     }
 
     fn hook(&self, stage: &str, stdin: &[u8]) -> Output {
+        self.spawn_hook(stage, stdin).wait_with_output().unwrap()
+    }
+
+    /// Starts the hook for `stage` with this world's configuration and `stdin` written to it.
+    fn spawn_hook(&self, stage: &str, stdin: &[u8]) -> std::process::Child {
         let mut child = Command::new(BIN)
             .arg("--config")
             .arg(&self.config)
@@ -127,7 +132,7 @@ impl World {
             .spawn()
             .unwrap();
         child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
+        child
     }
 
     fn hook_json(&self, stage: &str, state: &Value) -> Output {
@@ -450,26 +455,9 @@ fn many_containers_at_once_each_get_the_ca_and_leave_nothing() {
         let children: Vec<_> = containers
             .iter()
             .map(|(id, bundle, _)| {
-                let mut child = Command::new(BIN)
-                    .arg("--config")
-                    .arg(&w.config)
-                    .arg(stage)
-                    .current_dir("/")
-                    .env_clear()
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap();
                 let state =
                     json!({"ociVersion": "1.0.2", "id": id, "status": "creating", "pid": 4242, "bundle": bundle});
-                child
-                    .stdin
-                    .take()
-                    .unwrap()
-                    .write_all(state.to_string().as_bytes())
-                    .unwrap();
-                child
+                w.spawn_hook(stage, state.to_string().as_bytes())
             })
             .collect();
         for child in children {

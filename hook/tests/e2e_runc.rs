@@ -9,19 +9,18 @@
 
 use std::path::PathBuf;
 
-use cacerts_testkit::containers::{hook_config, hooks_dir, pki, podman_run, runc_bundle, runc_run, scratch, Server};
+use cacerts_testkit::containers::{
+    hook_binary, hook_config, hooks_dir, pki, podman_run, runc_bundle, runc_run, scratch, Server,
+};
 use cacerts_testkit::rootfs::debian_rootfs;
 use cacerts_testkit::Snapshot;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cacerts-hook");
 const PACKAGES: &[&str] = &["ca-certificates", "curl", "openssl"];
 
-/// The binary under test: `CACERTS_HOOK_BIN` when set (`scripts/test` sets it to the statically
-/// linked build that ships, from `scripts/build-release`), else the one Cargo built for the tests.
+/// The binary under test (see [`hook_binary`]).
 fn bin() -> PathBuf {
-    std::env::var_os("CACERTS_HOOK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(BIN))
+    hook_binary(BIN)
 }
 
 #[test]

@@ -269,3 +269,12 @@ pub fn certifi_wheel() -> PathBuf {
     let _ = std::fs::remove_dir_all(&tmp);
     find(&dir).expect("pip download left no certifi wheel")
 }
+
+/// The hook binary to run end to end: `CACERTS_HOOK_BIN` when set (`scripts/test` and
+/// `scripts/bench` set it to the statically linked build that ships, from
+/// `scripts/build-release`), else `cargo_built`, the one Cargo built for the test or bench.
+pub fn hook_binary(cargo_built: &str) -> PathBuf {
+    std::env::var_os("CACERTS_HOOK_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(cargo_built))
+}
