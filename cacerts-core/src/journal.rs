@@ -9,8 +9,8 @@
 //!
 //! Records say *what is about to happen* (an intent: the path, the temporary name used, the hash
 //! of the bytes to be written, for a file about to be replaced its original metadata and a
-//! backup of its bytes beside the journal, for a file about to be appended to in place its size,
-//! times and hash and the bytes to be appended) and then *what was made* (the identity of the new
+//! backup of its bytes beside the journal, for a file about to be changed in place its size,
+//! times and hash, the bytes to be written and the few bytes they overwrite) and then *what was made* (the identity of the new
 //! inode). Uninstall needs nothing else: it is a function of these records and the tree as it is.
 
 use std::fs::{File, OpenOptions};
@@ -59,17 +59,28 @@ pub(crate) struct Original {
     pub backup: String,
 }
 
-/// A file before we appended to it in place: enough to tell whether it is still the original
-/// plus our bytes, and to cut it back and give it its times again. No backup is needed: the
-/// original is the file's first `size` bytes.
+/// A file before we changed it in place (appended to it, or patched it): enough to tell whether
+/// it is still the original plus our bytes, and to put the original back and give it its times
+/// again. No backup is needed: the original is the file's first bytes with the few bytes we
+/// overwrote, which the record holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Appended {
     pub identity: Identity,
     pub size: u64,
     pub atime: Time,
     pub mtime: Time,
-    /// SHA-256 of the first `size` bytes.
+    /// SHA-256 of the original bytes.
     pub sha256: String,
+}
+
+/// Bytes of a file overwritten in place, at `at`: what was there and what we wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Splice {
+    pub at: u64,
+    #[serde(with = "base64_bytes")]
+    pub old: Vec<u8>,
+    #[serde(with = "base64_bytes")]
+    pub new: Vec<u8>,
 }
 
 /// How to take our change back out of a file someone else has changed since.
@@ -128,6 +139,24 @@ pub(crate) enum Record {
         original: Box<Appended>,
         #[serde(with = "base64_bytes")]
         fragment: Vec<u8>,
+    },
+    /// About to change the regular file `path` in place (it has no other name and is not a mount
+    /// point): write `tail` from offset `keep`, over the original's last bytes `old_tail`, then
+    /// each of `patches`, all within the original's first `keep` bytes. An [`Record::Append`] is
+    /// the case with no patches and no old tail; a Java key store gaining entries patches its
+    /// entry count and writes the new entries over its old integrity hash.
+    Patch {
+        id: u32,
+        path: PathBuf,
+        original: Box<Appended>,
+        keep: u64,
+        #[serde(with = "base64_bytes")]
+        old_tail: Vec<u8>,
+        #[serde(with = "base64_bytes")]
+        tail: Vec<u8>,
+        patches: Vec<Splice>,
+        /// How to take our change out should the container change the file afterwards.
+        undo: Undo,
     },
     /// The entry of record `id` now exists with this identity (for `Create` and `Edit`, the
     /// temporary file, before it is renamed).

@@ -35,11 +35,12 @@ pub enum Change {
         /// What it points to, stored as given (resolved inside the root by whoever follows it).
         target: PathBuf,
     },
-    /// Change an existing regular file. Symlinks to it are followed inside the root. An append
-    /// is written in place when the file is the only name of its inode and on the root's own
-    /// mount (uninstall puts back a copy of its first bytes, the original); otherwise, and for
-    /// other edits, the file is replaced by a new one renamed over it, with the original's
-    /// owner, mode and attributes, and its bytes are backed up beside the journal.
+    /// Change an existing regular file. Symlinks to it are followed inside the root. An append,
+    /// and entries added to a JKS key store, are written in place when the file is the only name
+    /// of its inode and on the root's own mount (uninstall puts back a copy of its first bytes
+    /// with the few bytes overwritten restored: the original); otherwise, and for other edits
+    /// (a PKCS#12 key store), the file is replaced by a new one renamed over it, with the
+    /// original's owner, mode and attributes, and its bytes are backed up beside the journal.
     EditFile {
         /// The file, or a symlink leading to it.
         path: PathBuf,

@@ -17,10 +17,11 @@ use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
 
 use crate::journal::{
-    self, random_suffix, sha256_hex, Appended, Header, Journal, NewEntry, Original, Record, Undo, Writer,
+    self, random_suffix, sha256_hex, Appended, Header, Journal, NewEntry, Original, Record, Splice, Undo, Writer,
 };
 use crate::plan::{Change, Edit, Plan};
 use crate::rootfs::{ContainerRoot, DirHandle, FileKind, Identity, InPlace, Meta, NewAttrs, Xattrs};
+use crate::stores::keystore::{self, KeystoreError};
 
 /// Prefix of every temporary name we create inside the root.
 pub const TEMP_PREFIX: &str = ".cacerts-hook.";
@@ -394,9 +395,18 @@ impl Tx<'_> {
         let d = self.dir(dir_path)?;
         let dir = &d.0;
         let path = dir_path.join(name);
-        if let Edit::Append(extra) = edit {
-            if let Some(file) = dir.open_in_place(name)? {
-                return self.append(dir, path, &file, extra);
+        match edit {
+            Edit::Append(extra) => {
+                if let Some(file) = dir.open_in_place(name)? {
+                    return self.append(dir, path, &file, extra);
+                }
+            }
+            Edit::KeystoreAdd { entries, password } => {
+                if let Some(file) = dir.open_in_place(name)? {
+                    if self.keystore_in_place(dir, &path, &file, entries, password)? {
+                        return Ok(());
+                    }
+                }
             }
         }
         let (bytes, meta, xattrs) = dir.read(name, self.root.read_limit())?;
@@ -481,7 +491,81 @@ impl Tx<'_> {
     }
 }
 
-/// What a file appended to in place holds now.
+impl Tx<'_> {
+    /// Adds entries to a JKS key store in place: the new entries and integrity hash are written
+    /// over the old hash, then the entry count is patched; the rest of the file, often most of
+    /// it, is neither copied nor backed up. Returns false, having changed nothing, when the store
+    /// is not JKS (PKCS#12 is rewritten whole).
+    fn keystore_in_place(
+        &mut self,
+        dir: &DirHandle,
+        path: &Path,
+        file: &InPlace,
+        entries: &[(String, Vec<u8>)],
+        password: &str,
+    ) -> Result<bool> {
+        let mut bytes = Vec::with_capacity(file.meta.size.min(self.root.read_limit()) as usize);
+        let mut hasher = Sha256::new();
+        let size = file.stream(self.root.read_limit(), |chunk| {
+            hasher.update(chunk);
+            bytes.extend_from_slice(chunk);
+        })?;
+        let keystore_error = |e: KeystoreError| Error::Keystore {
+            path: path.to_owned(),
+            reason: e.0,
+        };
+        let Some(add) = keystore::jks_append(&bytes, password, entries).map_err(keystore_error)? else {
+            return Ok(false);
+        };
+        if add.added.is_empty() {
+            return Ok(true);
+        }
+        self.touch(dir)?;
+        let id = self.id();
+        let meta = &file.meta;
+        self.writer.append(&Record::Patch {
+            id,
+            path: path.to_owned(),
+            original: Box::new(Appended {
+                identity: meta.identity(),
+                size,
+                atime: meta.atime,
+                mtime: meta.mtime,
+                sha256: hex::encode(hasher.finalize()),
+            }),
+            keep: add.keep,
+            old_tail: add.old_digest.to_vec(),
+            tail: add.tail.clone(),
+            patches: vec![Splice {
+                at: add.count_at,
+                old: add.old_count.to_vec(),
+                new: add.new_count.to_vec(),
+            }],
+            undo: Undo::RemoveKeystoreEntries {
+                aliases: add.added,
+                password: password.to_owned(),
+            },
+        })?;
+        // Any mix of these two writes reaching the disk is undone from the record alone.
+        file.write_at(add.keep, &add.tail, false)?;
+        file.write_at(add.count_at, &add.new_count, self.options.durable)?;
+        self.report.edited.push(path.to_owned());
+        Ok(true)
+    }
+}
+
+/// A change made to a file in place, as its journal record describes it: `tail` written from
+/// `keep` over the original's last bytes `old_tail`, and `patches` within the first `keep`
+/// bytes. An append overwrote nothing: `keep` is the original size, no old tail, no patches.
+struct InPlaceChange<'a> {
+    original: &'a Appended,
+    keep: u64,
+    old_tail: &'a [u8],
+    tail: &'a [u8],
+    patches: &'a [Splice],
+}
+
+/// What a file changed in place holds now.
 enum AppendState {
     Original,
     Ours,
@@ -542,7 +626,36 @@ fn undo(root: &ContainerRoot, journal_path: &Path, j: Journal, options: &Options
                 path,
                 original,
                 fragment,
-            } => (path, u.undo_append(*id, path, original, fragment)),
+            } => {
+                let change = InPlaceChange {
+                    original,
+                    keep: original.size,
+                    old_tail: &[],
+                    tail: fragment,
+                    patches: &[],
+                };
+                let undo = Undo::RemoveFragments(vec![fragment.clone()]);
+                (path, u.undo_in_place(*id, path, &change, &undo))
+            }
+            Record::Patch {
+                id,
+                path,
+                original,
+                keep,
+                old_tail,
+                tail,
+                patches,
+                undo,
+            } => {
+                let change = InPlaceChange {
+                    original,
+                    keep: *keep,
+                    old_tail,
+                    tail,
+                    patches,
+                };
+                (path, u.undo_in_place(*id, path, &change, undo))
+            }
             _ => continue,
         };
         u.settle(path, result)?;
@@ -744,16 +857,17 @@ impl Undoer<'_> {
         Ok(())
     }
 
-    /// Puts back a file we appended to, bytes and times, when it holds exactly the original
-    /// plus (a beginning of) our fragment; otherwise, when the container changed it, takes out
-    /// only our text, as for a replaced file.
+    /// Puts back a file we changed in place (appended to, or patched), bytes and times, when it
+    /// holds the original with nothing but (part of) our writes on it; otherwise, when the
+    /// container changed it, takes out only our part with `undo`, as for a replaced file.
     ///
-    /// The original comes back as a copy of the file's first bytes renamed over it, not by
-    /// cutting the file short: a pipe can still hold the file's last page after the container
-    /// is gone (`cat` and friends splice a file into a pipe, and whoever reads the container's
-    /// output may not have read it yet), and truncating would zero our bytes in that page under
-    /// the reader.
-    fn undo_append(&mut self, id: u32, path: &Path, original: &Appended, fragment: &[u8]) -> Result<()> {
+    /// The original comes back as a copy of the file's first bytes, with what we overwrote
+    /// written back, renamed over the file; not by cutting the file short: a pipe can still hold
+    /// the file's last page after the container is gone (`cat` and friends splice a file into a
+    /// pipe, and whoever reads the container's output may not have read it yet), and truncating
+    /// would zero our bytes in that page under the reader.
+    fn undo_in_place(&mut self, id: u32, path: &Path, change: &InPlaceChange<'_>, undo: &Undo) -> Result<()> {
+        let original = change.original;
         let Some((dir, name)) = self.parent(path)? else {
             return Ok(());
         };
@@ -764,7 +878,7 @@ impl Undoer<'_> {
         if original.identity.matches(&current, self.same_mount) {
             if let Some(file) = dir.open_in_place(&name)? {
                 if original.identity.matches(&file.meta, self.same_mount) {
-                    match self.appended_state(&file, original, fragment)? {
+                    match self.in_place_state(&file, change)? {
                         AppendState::Original => {
                             // Nothing of ours is left (the install stopped before writing, or
                             // this uninstall was interrupted after cutting): only the times.
@@ -781,8 +895,18 @@ impl Undoer<'_> {
                                 xattrs: file.xattrs()?,
                                 times: Some((original.atime, original.mtime)),
                             };
+                            let mut overwritten: Vec<(u64, &[u8])> =
+                                change.patches.iter().map(|p| (p.at, p.old.as_slice())).collect();
+                            overwritten.push((change.keep, change.old_tail));
                             let temp = self.restore_temp(id)?;
-                            dir.create_file_from(&temp, &file, original.size, &attrs, self.options.durable)?;
+                            dir.create_file_from(
+                                &temp,
+                                &file,
+                                change.keep,
+                                &overwritten,
+                                &attrs,
+                                self.options.durable,
+                            )?;
                             dir.rename(&temp, &name, false)?;
                             self.report.restored.push(path.to_owned());
                             return Ok(());
@@ -793,8 +917,7 @@ impl Undoer<'_> {
             }
         }
         let current = dir.read(&name, self.root.read_limit())?;
-        let undo = Undo::RemoveFragments(vec![fragment.to_vec()]);
-        self.strip(id, &dir, &name, path, current, &undo)
+        self.strip(id, &dir, &name, path, current, undo)
     }
 
     /// The metadata of `name` when it is still a regular file; otherwise records why it is
@@ -836,30 +959,84 @@ impl Undoer<'_> {
         Ok(())
     }
 
-    /// Whether `file` is the original, the original plus our fragment (or a beginning of it, if
-    /// the install stopped while writing), or something else.
-    fn appended_state(&self, file: &InPlace, original: &Appended, fragment: &[u8]) -> Result<AppendState> {
+    /// Whether `file` is the original, the original with our writes on it (or part of them, if
+    /// the install stopped while writing: every byte we may have written holds either its old or
+    /// its new value), or something else.
+    fn in_place_state(&self, file: &InPlace, change: &InPlaceChange<'_>) -> Result<AppendState> {
         let size = file.meta.size;
-        let Some(extra) = size.checked_sub(original.size) else {
-            return Ok(AppendState::Changed);
-        };
-        if extra > fragment.len() as u64 {
+        let original_size = change.original.size;
+        let written_end = change.keep + change.tail.len() as u64;
+        if original_size != change.keep + change.old_tail.len() as u64
+            || size < original_size
+            || size > original_size.max(written_end)
+            || change
+                .patches
+                .iter()
+                .any(|p| p.old.len() != p.new.len() || p.at + p.old.len() as u64 > change.keep)
+        {
             return Ok(AppendState::Changed);
         }
+        // Every patched byte holds its old or its new value.
+        let mut patched = false;
+        for p in change.patches {
+            let now = file.read_at(p.at, p.old.len())?;
+            if now.len() != p.old.len()
+                || !now
+                    .iter()
+                    .zip(p.old.iter().zip(&p.new))
+                    .all(|(b, (o, n))| b == o || b == n)
+            {
+                return Ok(AppendState::Changed);
+            }
+            patched |= now != p.old;
+        }
+        // The first `keep` bytes, with what the patches overwrote put back, then the old tail,
+        // must hash as the original did.
         let mut hasher = Sha256::new();
-        let mut left = original.size;
+        let mut at = 0u64;
+        let mut buf = Vec::new();
         file.stream(size, |chunk| {
-            let take = chunk.len().min(left as usize);
-            hasher.update(&chunk[..take]);
-            left -= take as u64;
+            let take = chunk.len().min(change.keep.saturating_sub(at) as usize);
+            let end = at + take as u64;
+            let mut piece = &chunk[..take];
+            if change
+                .patches
+                .iter()
+                .any(|p| p.at < end && p.at + p.old.len() as u64 > at)
+            {
+                buf.clear();
+                buf.extend_from_slice(piece);
+                for p in change.patches {
+                    for (i, &old) in p.old.iter().enumerate() {
+                        let pos = p.at + i as u64;
+                        if (at..end).contains(&pos) {
+                            buf[(pos - at) as usize] = old;
+                        }
+                    }
+                }
+                piece = &buf;
+            }
+            hasher.update(piece);
+            at = end;
         })?;
-        if left != 0 || hex::encode(hasher.finalize()) != original.sha256 {
+        if at != change.keep {
             return Ok(AppendState::Changed);
         }
-        let tail = file.read_at(original.size, extra as usize)?;
-        Ok(if tail.len() as u64 != extra || !fragment.starts_with(&tail) {
+        hasher.update(change.old_tail);
+        if hex::encode(hasher.finalize()) != change.original.sha256 {
+            return Ok(AppendState::Changed);
+        }
+        let now = file.read_at(change.keep, (size - change.keep) as usize)?;
+        if now.len() as u64 != size - change.keep {
+            return Ok(AppendState::Changed);
+        }
+        let ours_or_old = now
+            .iter()
+            .enumerate()
+            .all(|(i, b)| change.tail.get(i) == Some(b) || change.old_tail.get(i) == Some(b));
+        Ok(if !ours_or_old {
             AppendState::Changed
-        } else if extra == 0 {
+        } else if now == change.old_tail && !patched {
             AppendState::Original
         } else {
             AppendState::Ours

@@ -320,3 +320,28 @@ pub fn busybox() -> Vec<Node> {
 pub fn scratch() -> Vec<Node> {
     vec![Node::File("app".into(), b"\x7fELF".to_vec(), 0o755)]
 }
+
+/// A JKS key store (version 2) of trusted-certificate entries (alias, DER), as `keytool` writes
+/// it: built here from the format's definition, not by the codec under test. Entry dates are the
+/// epoch, so the bytes depend on the arguments alone.
+pub fn jks_store(password: &str, entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xFEED_FEEDu32.to_be_bytes());
+    out.extend_from_slice(&2u32.to_be_bytes());
+    out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    for (alias, der) in entries {
+        out.extend_from_slice(&2u32.to_be_bytes());
+        out.extend_from_slice(&(alias.len() as u16).to_be_bytes());
+        out.extend_from_slice(alias.as_bytes());
+        out.extend_from_slice(&0u64.to_be_bytes());
+        out.extend_from_slice(&5u16.to_be_bytes());
+        out.extend_from_slice(b"X.509");
+        out.extend_from_slice(&(der.len() as u32).to_be_bytes());
+        out.extend_from_slice(der);
+    }
+    let mut hashed: Vec<u8> = password.encode_utf16().flat_map(u16::to_be_bytes).collect();
+    hashed.extend_from_slice(b"Mighty Aphrodite");
+    hashed.extend_from_slice(&out);
+    out.extend_from_slice(&openssl::sha::sha1(&hashed));
+    out
+}

@@ -8,15 +8,26 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use cacerts_core::failpoint::{arm, disarm};
+use cacerts_core::stores::keystore::Keystore;
 use cacerts_core::{install, uninstall, Backend, Change, ContainerRoot, Edit, Error, Options, Plan, Report, Result};
+use cacerts_testkit::fixtures::jks_store;
 use cacerts_testkit::{age, build, Node, Snapshot};
 
 const PEM_A: &[u8] = b"-----BEGIN CERTIFICATE-----\nCORP-ROOT-A\n-----END CERTIFICATE-----\n";
 const PEM_B: &[u8] = b"-----BEGIN CERTIFICATE-----\nCORP-ROOT-B\n-----END CERTIFICATE-----\n";
 
-/// A Debian-like store with a Red Hat-like bundle beside it, reached through a symlink.
+/// The JKS key store of the tree, edited in place.
+const KEYSTORE: &str = "etc/ssl/certs/java/cacerts";
+
+/// A Debian-like store with a Red Hat-like bundle beside it, reached through a symlink, and a
+/// Java key store.
 fn tree() -> Vec<Node> {
     vec![
+        Node::File(
+            KEYSTORE.into(),
+            jks_store("changeit", &[("debian:image-1.pem", b"IMAGE-1-DER")]),
+            0o644,
+        ),
         Node::file(
             "etc/ssl/certs/ca-certificates.crt",
             "-----BEGIN CERTIFICATE-----\nIMAGE-1\n-----END CERTIFICATE-----\n",
@@ -36,7 +47,8 @@ fn tree() -> Vec<Node> {
     ]
 }
 
-/// Several creates (with `mkdir -p` chains), a symlink, and two bundle edits, one through a symlink.
+/// Several creates (with `mkdir -p` chains), a symlink, two bundle edits, one through a symlink,
+/// and a key store edit (in place: an entry count patched, entries written over the old hash).
 fn plan() -> Plan {
     let mut p = Plan::new();
     p.push(Change::CreateFile {
@@ -65,6 +77,16 @@ fn plan() -> Plan {
     p.push(Change::EditFile {
         path: "/etc/pki/tls/certs/ca-bundle.crt".into(),
         edit: Edit::Append(both),
+    });
+    p.push(Change::EditFile {
+        path: format!("/{KEYSTORE}").into(),
+        edit: Edit::KeystoreAdd {
+            entries: vec![
+                ("cacerts-hook-a".into(), b"ROOT-A-DER".to_vec()),
+                ("cacerts-hook-b".into(), b"ROOT-B-DER".to_vec()),
+            ],
+            password: "changeit".into(),
+        },
     });
     p
 }
@@ -200,15 +222,23 @@ fn uninstall_points() -> usize {
     n
 }
 
-/// What an installed tree looks like, leaving out times (new entries get the current time).
+/// What an installed tree looks like, leaving out times (new entries get the current time; so
+/// do new key store entries, whose trusted entries are compared instead of the bytes).
 fn shape(rootfs: &Path) -> BTreeMap<PathBuf, String> {
     Snapshot::take(rootfs)
         .0
         .into_iter()
         .map(|(p, e)| {
+            let contents = if p == Path::new(KEYSTORE) {
+                let store = Keystore::parse(&std::fs::read(rootfs.join(KEYSTORE)).unwrap(), "changeit")
+                    .expect("the installed key store verifies");
+                format!("{:?}", store.trusted())
+            } else {
+                format!("{:?}", e.sha256)
+            };
             let desc = format!(
-                "{} {:o} {}:{} {:?} {:?} {:?} {:?}",
-                e.kind, e.mode, e.uid, e.gid, e.size, e.target, e.xattrs, e.sha256
+                "{} {:o} {}:{} {:?} {:?} {:?} {contents}",
+                e.kind, e.mode, e.uid, e.gid, e.size, e.target, e.xattrs
             );
             (p, desc)
         })
@@ -231,6 +261,7 @@ fn the_plan_has_many_mutation_points() {
 #[test]
 fn the_installed_tree_is_what_the_plan_says() {
     let fx = Fixture::new();
+    let store_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(fx.rootfs.join(KEYSTORE)).unwrap());
     let report = fx.install().unwrap();
     assert!(!report.recovered);
     assert_eq!(
@@ -238,6 +269,19 @@ fn the_installed_tree_is_what_the_plan_says() {
         vec![
             PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
             PathBuf::from("/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem"),
+            PathBuf::from(format!("/{KEYSTORE}")),
+        ]
+    );
+    // The key store was changed in place, and holds the image's entry and ours, in order.
+    let store_meta = std::fs::metadata(fx.rootfs.join(KEYSTORE)).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::ino(&store_meta), store_inode);
+    let store = Keystore::parse(&std::fs::read(fx.rootfs.join(KEYSTORE)).unwrap(), "changeit").unwrap();
+    assert_eq!(
+        store.trusted(),
+        vec![
+            ("debian:image-1.pem".to_string(), b"IMAGE-1-DER".to_vec()),
+            ("cacerts-hook-a".to_string(), b"ROOT-A-DER".to_vec()),
+            ("cacerts-hook-b".to_string(), b"ROOT-B-DER".to_vec()),
         ]
     );
     let bundle = std::fs::read_to_string(fx.rootfs.join("etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem")).unwrap();

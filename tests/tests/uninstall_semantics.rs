@@ -7,7 +7,7 @@ use std::os::unix::fs::{lchown, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use cacerts_core::{install, uninstall, Change, ContainerRoot, Edit, Options, Plan, Report};
-use cacerts_testkit::{age, build, Node, Snapshot};
+use cacerts_testkit::{age, build, fixtures, Node, Snapshot};
 
 const IMAGE_PEM: &str = "-----BEGIN CERTIFICATE-----\nIMAGE-CA\n-----END CERTIFICATE-----\n";
 const OUR_PEM: &str = "-----BEGIN CERTIFICATE-----\nOUR-CA\n-----END CERTIFICATE-----\n";
@@ -643,4 +643,116 @@ fn a_bundle_the_container_cut_short_is_not_cut_further() {
     let report = fx.uninstall();
     assert!(report.restored.is_empty() && report.stripped.is_empty(), "{report:?}");
     assert_eq!(std::fs::read_to_string(&bundle).unwrap(), "x\n");
+}
+
+const KEYSTORE: &str = "etc/ssl/certs/java/cacerts";
+
+fn keystore_plan() -> Plan {
+    let mut p = Plan::new();
+    p.push(Change::EditFile {
+        path: format!("/{KEYSTORE}").into(),
+        edit: Edit::KeystoreAdd {
+            entries: vec![("cacerts-hook-ours".into(), b"OUR-CA-DER".to_vec())],
+            password: "changeit".into(),
+        },
+    });
+    p
+}
+
+#[test]
+fn a_key_store_edit_torn_by_a_crash_is_put_back() {
+    // A JKS store gains entries in place by two writes: the new entries and hash over the old
+    // hash (the last 20 bytes) from `keep` on, then the entry count at offset 8. Any mix of
+    // those writes that can reach the disk, including the count without the entries (a host
+    // crash may persist the later write alone), must come back as the original.
+    let original = fixtures::jks_store("changeit", &[("image", b"IMAGE-CA-DER")]);
+    let keep = original.len() - 20;
+    // The new entry and hash: 37 bytes of entry (tag, alias, date, type, certificate) and 20.
+    let tail_len = 4 + 2 + "cacerts-hook-ours".len() + 8 + 2 + 5 + 4 + "OUR-CA-DER".len() + 20;
+    for written in [0, 1, 10, 19, 20, 21, tail_len / 2, tail_len - 1, tail_len] {
+        for count_new in [false, true] {
+            if (written, count_new) == (0, false) {
+                continue;
+            }
+            let what = format!("{written} bytes of the tail written, count patched: {count_new}");
+            let fx = Fx::new(&[Node::File(KEYSTORE.into(), original.clone(), 0o644)]);
+            let before = fx.snapshot();
+            let store = fx.path(KEYSTORE);
+            let store_times = times(&store);
+            fx.install(&keystore_plan());
+            let installed = std::fs::read(&store).unwrap();
+            assert_eq!(installed.len(), keep + tail_len, "{what}");
+            assert_eq!(installed[..8], original[..8], "{what}");
+            assert_eq!(installed[12..keep], original[12..keep], "{what}");
+            // The file as that crash left it: the same inode, written in place.
+            let mut state = original.clone();
+            state.resize(original.len().max(keep + written), 0);
+            state[keep..keep + written].copy_from_slice(&installed[keep..keep + written]);
+            if count_new {
+                state[8..12].copy_from_slice(&installed[8..12]);
+            }
+            let f = std::fs::OpenOptions::new().write(true).open(&store).unwrap();
+            f.set_len(state.len() as u64).unwrap();
+            std::os::unix::fs::FileExt::write_all_at(&f, &state, 0).unwrap();
+            drop(f);
+            let report = fx.uninstall();
+            assert!(
+                report.kept.is_empty() && report.stripped.is_empty(),
+                "{what}: {report:?}"
+            );
+            assert_eq!(times(&store), store_times, "{what}: (atime, mtime)");
+            assert_eq!(std::fs::read(&store).unwrap(), original, "{what}");
+            before.assert_same(&fx.snapshot(), &what);
+        }
+    }
+}
+
+#[test]
+fn a_key_store_changed_by_the_container_loses_only_our_entry() {
+    let original = fixtures::jks_store("changeit", &[("image", b"IMAGE-CA-DER")]);
+    let fx = Fx::new(&[Node::File(KEYSTORE.into(), original, 0o644)]);
+    let store = fx.path(KEYSTORE);
+    let inode = std::fs::metadata(&store).unwrap().ino();
+    fx.install(&keystore_plan());
+    assert_eq!(std::fs::metadata(&store).unwrap().ino(), inode, "edited in place");
+    // The container rewrites the store with an entry of its own, as keytool does.
+    let theirs = fixtures::jks_store(
+        "changeit",
+        &[
+            ("image", b"IMAGE-CA-DER"),
+            ("cacerts-hook-ours", b"OUR-CA-DER"),
+            ("theirs", b"THEIR-CA-DER"),
+        ],
+    );
+    std::fs::write(&store, theirs).unwrap();
+    let report = fx.uninstall();
+    assert_eq!(
+        report.stripped,
+        vec![PathBuf::from(format!("/{KEYSTORE}"))],
+        "{report:?}"
+    );
+    assert_eq!(
+        std::fs::read(&store).unwrap(),
+        fixtures::jks_store("changeit", &[("image", b"IMAGE-CA-DER"), ("theirs", b"THEIR-CA-DER")])
+    );
+}
+
+#[test]
+fn a_hard_linked_key_store_is_replaced_not_written_through() {
+    let original = fixtures::jks_store("changeit", &[("image", b"IMAGE-CA-DER")]);
+    let fx = Fx::new(&[Node::File(KEYSTORE.into(), original.clone(), 0o644), Node::dir("srv")]);
+    // Another name of the same inode, as a hard link out of the root would be.
+    std::fs::hard_link(fx.path(KEYSTORE), fx.path("srv/other-name")).unwrap();
+    let before = fx.snapshot();
+    fx.install(&keystore_plan());
+    assert_eq!(
+        std::fs::read(fx.path("srv/other-name")).unwrap(),
+        original,
+        "written through"
+    );
+    let store = cacerts_core::stores::keystore::Keystore::parse(&std::fs::read(fx.path(KEYSTORE)).unwrap(), "changeit")
+        .unwrap();
+    assert_eq!(store.aliases(), vec!["image", "cacerts-hook-ours"]);
+    fx.uninstall();
+    before.assert_same(&fx.snapshot(), "after uninstall");
 }

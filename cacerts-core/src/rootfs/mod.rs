@@ -502,17 +502,24 @@ impl DirHandle {
     }
 
     /// Creates the regular file `name` exclusively, like [`DirHandle::create_file`], holding the
-    /// first `len` bytes of `source` (copied in the kernel where the file system can).
+    /// first `len` bytes of `source` (copied in the kernel where the file system can) with each
+    /// of `overwrite` (offset, bytes) written over it, before the attributes and times are set.
     pub fn create_file_from(
         &self,
         name: &OsStr,
         source: &InPlace,
         len: u64,
+        overwrite: &[(u64, &[u8])],
         attrs: &NewAttrs,
         durable: bool,
     ) -> Result<Meta> {
         self.create_file_with(name, attrs, durable, |file, display| {
-            source.copy_prefix(file, len, display)
+            source.copy_prefix(file, len, display)?;
+            for (at, bytes) in overwrite {
+                std::os::unix::fs::FileExt::write_all_at(file, bytes, *at)
+                    .map_err(|e| Error::io("write", display, e))?;
+            }
+            Ok(())
         })
     }
 

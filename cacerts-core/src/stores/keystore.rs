@@ -252,13 +252,97 @@ impl<'a> Cursor<'a> {
 }
 
 fn jks_digest(password: &str, data: &[u8]) -> [u8; 20] {
-    let mut input = Vec::with_capacity(password.len() * 2 + JKS_WHITENER.len() + data.len());
+    jks_digest_of(password, &[data])
+}
+
+/// The JKS integrity hash of the data made of `parts`, in order.
+fn jks_digest_of(password: &str, parts: &[&[u8]]) -> [u8; 20] {
+    let mut hasher = Sha1::new();
     for unit in password.encode_utf16() {
-        input.extend_from_slice(&unit.to_be_bytes());
+        hasher.update(unit.to_be_bytes());
     }
-    input.extend_from_slice(JKS_WHITENER);
-    input.extend_from_slice(data);
-    Sha1::digest(&input).into()
+    hasher.update(JKS_WHITENER);
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher.finalize().into()
+}
+
+/// Offset of the entry count in a JKS file (after the magic and the version).
+const JKS_COUNT_AT: usize = 8;
+/// Length of the integrity hash at the end of a JKS file.
+const JKS_DIGEST_LEN: usize = 20;
+
+/// Trusted-certificate entries added to a JKS store in place: the file keeps its first `keep`
+/// bytes but for the entry count, and its old integrity hash (the last 20 bytes) is overwritten by
+/// `tail`, the new entries followed by the new hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct JksAppend {
+    /// Length of the original's data before its integrity hash.
+    pub keep: u64,
+    /// Offset of the entry count.
+    pub count_at: u64,
+    /// The entry count before, big endian.
+    pub old_count: [u8; 4],
+    /// The entry count after, big endian.
+    pub new_count: [u8; 4],
+    /// The original's integrity hash.
+    pub old_digest: [u8; 20],
+    /// The new entries and the new integrity hash.
+    pub tail: Vec<u8>,
+    /// Aliases added (lower case), in order.
+    pub added: Vec<String>,
+}
+
+/// How to add `entries` (alias, DER) to the JKS store `bytes` without rewriting it: only the
+/// entry count, the new entries and the integrity hash change. `Ok(None)` when `bytes` is not a
+/// JKS store (PKCS#12 is a nested DER structure and is rewritten instead). The store's integrity
+/// is checked with `password` first, as [`Keystore::parse`] does; certificates it already holds
+/// are skipped, so `added` may be empty.
+pub(crate) fn jks_append(bytes: &[u8], password: &str, entries: &[(String, Vec<u8>)]) -> Result<Option<JksAppend>> {
+    if sniff(bytes) != Some(Format::Jks) {
+        return Ok(None);
+    }
+    let mut jks = Jks::parse(bytes, password)?;
+    let before = jks.entries.len();
+    let mut added = Vec::new();
+    for (alias, der) in entries {
+        if !jks.entries.iter().any(|e| e.trusted.as_deref() == Some(der.as_slice())) {
+            let alias = alias.to_ascii_lowercase();
+            jks.add(alias.clone(), der);
+            added.push(alias);
+        }
+    }
+    let count = u32::try_from(jks.entries.len()).map_err(|_| KeystoreError("too many JKS entries".into()))?;
+    let keep = bytes.len() - JKS_DIGEST_LEN;
+    let new_count = count.to_be_bytes();
+    let mut tail: Vec<u8> = jks.entries[before..]
+        .iter()
+        .flat_map(|e| e.raw.iter().copied())
+        .collect();
+    let digest = jks_digest_of(
+        password,
+        &[
+            &bytes[..JKS_COUNT_AT],
+            &new_count,
+            &bytes[JKS_COUNT_AT + 4..keep],
+            &tail,
+        ],
+    );
+    tail.extend_from_slice(&digest);
+    let mut old_count = [0u8; 4];
+    old_count.copy_from_slice(&bytes[JKS_COUNT_AT..JKS_COUNT_AT + 4]);
+    let mut old_digest = [0u8; 20];
+    old_digest.copy_from_slice(&bytes[keep..]);
+    Ok(Some(JksAppend {
+        keep: keep as u64,
+        count_at: JKS_COUNT_AT as u64,
+        old_count,
+        new_count,
+        old_digest,
+        tail,
+        added,
+    }))
 }
 
 impl Jks {
