@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::keystore::{sniff, Keystore, DEFAULT_PASSWORD};
+use super::keystore::{holdings, sniff, Holdings, DEFAULT_PASSWORD};
 use super::probe;
 use crate::certs::{sanitize, CaCert};
 use crate::error::{Error, Result};
@@ -94,7 +94,7 @@ pub fn plan_each(root: &ContainerRoot, certs: &[CaCert], env: &[String]) -> Resu
             // Not a keystore (an empty placeholder before the distribution generated it).
             continue;
         }
-        let store = match Keystore::parse(&bytes, DEFAULT_PASSWORD) {
+        let store = match holdings(&bytes, DEFAULT_PASSWORD) {
             Ok(s) => s,
             Err(e) => {
                 changes.push(Err(Error::Keystore {
@@ -119,8 +119,8 @@ pub fn plan_each(root: &ContainerRoot, certs: &[CaCert], env: &[String]) -> Resu
 }
 
 /// The certificates `store` lacks, each with an alias no entry of the store uses.
-fn new_entries(store: &Keystore, certs: &[CaCert]) -> Vec<(String, Vec<u8>)> {
-    let mut taken: HashSet<String> = store.aliases().into_iter().collect();
+fn new_entries(store: &Holdings<'_>, certs: &[CaCert]) -> Vec<(String, Vec<u8>)> {
+    let mut taken = store.aliases.clone();
     let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
     for cert in certs {
         if store.contains_cert(&cert.der) || entries.iter().any(|(_, d)| d == &cert.der) {

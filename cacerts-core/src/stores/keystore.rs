@@ -180,6 +180,40 @@ impl Keystore {
     }
 }
 
+/// What a store holds, for deciding what to add to it: every alias (lower case) and the
+/// trusted certificates (DER), borrowed from the file's bytes for JKS.
+#[derive(Debug)]
+pub struct Holdings<'a> {
+    /// Every alias, of any entry type.
+    pub aliases: std::collections::HashSet<String>,
+    /// The certificates of the trusted-certificate entries.
+    pub certs: Vec<std::borrow::Cow<'a, [u8]>>,
+}
+
+impl Holdings<'_> {
+    /// True if the store holds this certificate as a trusted entry.
+    pub fn contains_cert(&self, der: &[u8]) -> bool {
+        self.certs.iter().any(|c| **c == *der)
+    }
+}
+
+/// What the store `bytes` holds, checked as [`Keystore::parse`] checks it, without copying a JKS
+/// store's entries.
+pub fn holdings<'a>(bytes: &'a [u8], password: &str) -> Result<Holdings<'a>> {
+    if sniff(bytes) == Some(Format::Jks) {
+        let jks = JksView::parse(bytes, password)?;
+        return Ok(Holdings {
+            certs: jks.entries.iter().filter_map(|e| e.trusted.map(Into::into)).collect(),
+            aliases: jks.entries.into_iter().map(|e| e.alias).collect(),
+        });
+    }
+    let store = Keystore::parse(bytes, password)?;
+    Ok(Holdings {
+        aliases: store.aliases().into_iter().collect(),
+        certs: store.trusted().into_iter().map(|(_, der)| der.into()).collect(),
+    })
+}
+
 // ------------------------------------------------------------------------------------------------
 // JKS
 
@@ -268,6 +302,27 @@ fn jks_digest_of(password: &str, parts: &[&[u8]]) -> [u8; 20] {
     hasher.finalize().into()
 }
 
+/// The bytes of a JKS trusted-certificate entry dated now: tag, alias, date, (version 2) the
+/// certificate type, and the certificate.
+fn jks_trusted_entry(version: u32, alias: &str, der: &[u8]) -> Vec<u8> {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut raw = Vec::with_capacity(der.len() + alias.len() + 32);
+    raw.extend_from_slice(&JKS_TRUSTED_CERT.to_be_bytes());
+    raw.extend_from_slice(&(alias.len() as u16).to_be_bytes());
+    raw.extend_from_slice(alias.as_bytes());
+    raw.extend_from_slice(&millis.to_be_bytes());
+    if version == 2 {
+        raw.extend_from_slice(&5u16.to_be_bytes());
+        raw.extend_from_slice(b"X.509");
+    }
+    raw.extend_from_slice(&(der.len() as u32).to_be_bytes());
+    raw.extend_from_slice(der);
+    raw
+}
+
 /// Offset of the entry count in a JKS file (after the magic and the version).
 const JKS_COUNT_AT: usize = 8;
 /// Length of the integrity hash at the end of a JKS file.
@@ -303,23 +358,20 @@ pub(crate) fn jks_append(bytes: &[u8], password: &str, entries: &[(String, Vec<u
     if sniff(bytes) != Some(Format::Jks) {
         return Ok(None);
     }
-    let mut jks = Jks::parse(bytes, password)?;
-    let before = jks.entries.len();
+    let jks = JksView::parse(bytes, password)?;
     let mut added = Vec::new();
+    let mut tail = Vec::new();
     for (alias, der) in entries {
-        if !jks.entries.iter().any(|e| e.trusted.as_deref() == Some(der.as_slice())) {
+        if !jks.entries.iter().any(|e| e.trusted == Some(der.as_slice())) {
             let alias = alias.to_ascii_lowercase();
-            jks.add(alias.clone(), der);
+            tail.extend(jks_trusted_entry(jks.version, &alias, der));
             added.push(alias);
         }
     }
-    let count = u32::try_from(jks.entries.len()).map_err(|_| KeystoreError("too many JKS entries".into()))?;
+    let count =
+        u32::try_from(jks.entries.len() + added.len()).map_err(|_| KeystoreError("too many JKS entries".into()))?;
     let keep = bytes.len() - JKS_DIGEST_LEN;
     let new_count = count.to_be_bytes();
-    let mut tail: Vec<u8> = jks.entries[before..]
-        .iter()
-        .flat_map(|e| e.raw.iter().copied())
-        .collect();
     let digest = jks_digest_of(
         password,
         &[
@@ -345,8 +397,22 @@ pub(crate) fn jks_append(bytes: &[u8], password: &str, entries: &[(String, Vec<u
     }))
 }
 
-impl Jks {
-    fn parse(bytes: &[u8], password: &str) -> Result<Jks> {
+/// A JKS store as read: its entries borrowed from the file's bytes, nothing copied.
+struct JksView<'a> {
+    version: u32,
+    entries: Vec<JksEntryRef<'a>>,
+}
+
+/// A [`JksEntry`] borrowed from the file's bytes.
+struct JksEntryRef<'a> {
+    alias: String,
+    raw: &'a [u8],
+    trusted: Option<&'a [u8]>,
+}
+
+impl<'a> JksView<'a> {
+    /// Reads and checks a JKS store (structure and integrity hash).
+    fn parse(bytes: &'a [u8], password: &str) -> Result<JksView<'a>> {
         if bytes.len() < 12 + 20 {
             return err("JKS keystore too short");
         }
@@ -386,13 +452,13 @@ impl Jks {
                             ));
                         }
                     }
-                    trusted = Some(c.blob()?.to_vec());
+                    trusted = Some(c.blob()?);
                 }
                 other => return err(format!("entry {i}: unknown JKS entry tag {other}")),
             }
-            entries.push(JksEntry {
+            entries.push(JksEntryRef {
                 alias: String::from_utf8_lossy(alias).to_lowercase(),
-                raw: data[start..c.pos].to_vec(),
+                raw: &data[start..c.pos],
                 trusted,
             });
         }
@@ -402,28 +468,31 @@ impl Jks {
         if jks_digest(password, data) != digest {
             return err("integrity check failed: wrong keystore password, or the file is corrupt");
         }
-        Ok(Jks { version, entries })
+        Ok(JksView { version, entries })
+    }
+}
+
+impl Jks {
+    fn parse(bytes: &[u8], password: &str) -> Result<Jks> {
+        let view = JksView::parse(bytes, password)?;
+        Ok(Jks {
+            version: view.version,
+            entries: view
+                .entries
+                .into_iter()
+                .map(|e| JksEntry {
+                    alias: e.alias,
+                    raw: e.raw.to_vec(),
+                    trusted: e.trusted.map(<[u8]>::to_vec),
+                })
+                .collect(),
+        })
     }
 
     fn add(&mut self, alias: String, der: &[u8]) {
-        let millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let mut raw = Vec::with_capacity(der.len() + alias.len() + 32);
-        raw.extend_from_slice(&JKS_TRUSTED_CERT.to_be_bytes());
-        raw.extend_from_slice(&(alias.len() as u16).to_be_bytes());
-        raw.extend_from_slice(alias.as_bytes());
-        raw.extend_from_slice(&millis.to_be_bytes());
-        if self.version == 2 {
-            raw.extend_from_slice(&5u16.to_be_bytes());
-            raw.extend_from_slice(b"X.509");
-        }
-        raw.extend_from_slice(&(der.len() as u32).to_be_bytes());
-        raw.extend_from_slice(der);
         self.entries.push(JksEntry {
+            raw: jks_trusted_entry(self.version, &alias, der),
             alias,
-            raw,
             trusted: Some(der.to_vec()),
         });
     }
