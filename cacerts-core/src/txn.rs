@@ -566,7 +566,7 @@ struct InPlaceChange<'a> {
 }
 
 /// What a file changed in place holds now.
-enum AppendState {
+enum InPlaceState {
     Original,
     Ours,
     Changed,
@@ -879,7 +879,7 @@ impl Undoer<'_> {
             if let Some(file) = dir.open_in_place(&name)? {
                 if original.identity.matches(&file.meta, self.same_mount) {
                     match self.in_place_state(&file, change)? {
-                        AppendState::Original => {
+                        InPlaceState::Original => {
                             // Nothing of ours is left (the install stopped before writing, or
                             // this uninstall was interrupted after cutting): only the times.
                             if (file.meta.atime, file.meta.mtime) != (original.atime, original.mtime) {
@@ -887,7 +887,7 @@ impl Undoer<'_> {
                             }
                             return Ok(());
                         }
-                        AppendState::Ours => {
+                        InPlaceState::Ours => {
                             let attrs = NewAttrs {
                                 uid: file.meta.uid,
                                 gid: file.meta.gid,
@@ -911,7 +911,7 @@ impl Undoer<'_> {
                             self.report.restored.push(path.to_owned());
                             return Ok(());
                         }
-                        AppendState::Changed => {}
+                        InPlaceState::Changed => {}
                     }
                 }
             }
@@ -962,7 +962,7 @@ impl Undoer<'_> {
     /// Whether `file` is the original, the original with our writes on it (or part of them, if
     /// the install stopped while writing: every byte we may have written holds either its old or
     /// its new value), or something else.
-    fn in_place_state(&self, file: &InPlace, change: &InPlaceChange<'_>) -> Result<AppendState> {
+    fn in_place_state(&self, file: &InPlace, change: &InPlaceChange<'_>) -> Result<InPlaceState> {
         let size = file.meta.size;
         let original_size = change.original.size;
         let written_end = change.keep + change.tail.len() as u64;
@@ -974,7 +974,7 @@ impl Undoer<'_> {
                 .iter()
                 .any(|p| p.old.len() != p.new.len() || p.at + p.old.len() as u64 > change.keep)
         {
-            return Ok(AppendState::Changed);
+            return Ok(InPlaceState::Changed);
         }
         // Every patched byte holds its old or its new value.
         let mut patched = false;
@@ -986,7 +986,7 @@ impl Undoer<'_> {
                     .zip(p.old.iter().zip(&p.new))
                     .all(|(b, (o, n))| b == o || b == n)
             {
-                return Ok(AppendState::Changed);
+                return Ok(InPlaceState::Changed);
             }
             patched |= now != p.old;
         }
@@ -1020,26 +1020,26 @@ impl Undoer<'_> {
             at = end;
         })?;
         if at != change.keep {
-            return Ok(AppendState::Changed);
+            return Ok(InPlaceState::Changed);
         }
         hasher.update(change.old_tail);
         if hex::encode(hasher.finalize()) != change.original.sha256 {
-            return Ok(AppendState::Changed);
+            return Ok(InPlaceState::Changed);
         }
         let now = file.read_at(change.keep, (size - change.keep) as usize)?;
         if now.len() as u64 != size - change.keep {
-            return Ok(AppendState::Changed);
+            return Ok(InPlaceState::Changed);
         }
         let ours_or_old = now
             .iter()
             .enumerate()
             .all(|(i, b)| change.tail.get(i) == Some(b) || change.old_tail.get(i) == Some(b));
         Ok(if !ours_or_old {
-            AppendState::Changed
+            InPlaceState::Changed
         } else if now == change.old_tail && !patched {
-            AppendState::Original
+            InPlaceState::Original
         } else {
-            AppendState::Ours
+            InPlaceState::Ours
         })
     }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use cacerts_testkit::bench::{self, data_dir};
 use cacerts_testkit::containers::{hook_binary, run, runc_bundle};
-use cacerts_testkit::fixtures::{alpine_bundle, ubi, Base};
+use cacerts_testkit::fixtures::{alpine_bundle, alpine_bundle_without_usr, ubi, Base};
 use cacerts_testkit::rootfs::debian_rootfs;
 use cacerts_testkit::{age, build, Node, Snapshot};
 
@@ -400,6 +400,7 @@ impl Bench {
         eprintln!("bench: whole process: building the fixtures");
         let base = bench::base(150);
         let alpine = self.fixture("alpine", &alpine_bundle(&base));
+        let alpine_bare = self.fixture("alpine-bare", &alpine_bundle_without_usr(&base));
         let rhel = self.fixture("ubi", &ubi(&base));
         let deb_hook = self.dir("debian-hook");
         debian_rootfs(&deb_hook, "bookworm", DEBIAN_PACKAGES);
@@ -422,6 +423,11 @@ impl Bench {
         let hook_cases: Vec<(&str, PathBuf, PathBuf)> = vec![
             ("Alpine", alpine.clone(), self.journal("alpine")),
             (
+                "Alpine without /usr/local/share",
+                alpine_bare.clone(),
+                self.journal("alpine-bare"),
+            ),
+            (
                 "Alpine, journal on disk",
                 alpine.clone(),
                 disk_journals.join("alpine.journal"),
@@ -429,7 +435,10 @@ impl Bench {
             ("Debian", deb_hook.clone(), self.journal("debian")),
             ("RHEL (UBI)", rhel.clone(), self.journal("ubi")),
         ];
-        let before: Vec<Snapshot> = [&alpine, &rhel].iter().map(|r| Snapshot::take(r)).collect();
+        let before: Vec<Snapshot> = [&alpine, &alpine_bare, &rhel]
+            .iter()
+            .map(|r| Snapshot::take(r))
+            .collect();
 
         eprintln!("bench: whole process: {} interleaved rounds", self.runs);
         let n_hook = hook_cases.len();
@@ -451,7 +460,7 @@ impl Bench {
                 rec.push("true", Cmd::new("/bin/true").time());
             }
         });
-        for (b, root) in before.iter().zip([&alpine, &rhel]) {
+        for (b, root) in before.iter().zip([&alpine, &alpine_bare, &rhel]) {
             b.assert_same(&Snapshot::take(root), format!("{} after the runs", root.display()));
         }
 
@@ -473,7 +482,9 @@ impl Bench {
             "`cacerts-hook install --rootfs R --certs CA --journal J`, then `uninstall`: a process \
              started and reaped, as a runtime runs a hook. Journals on a tmpfs (`{}`, tmpfs: {}) \
              unless said otherwise; roots on the disk of `target/`. Fixtures: Alpine layout \
-             (`alpine_bundle`, a bundle of {} certificates, {} KiB), RHEL layout (`ubi`, the same \
+             (`alpine_bundle`, a bundle of {} certificates, {} KiB, and alpine-baselayout's `/usr` \
+             directories; `alpine_bundle_without_usr` lacks the directories, so the anchor's \
+             parents `/usr/local` and `/usr/local/share` are created too), RHEL layout (`ubi`, the same \
              certificates in its three bundles, the OpenSSL bundle and the hash directory), and a \
              real Debian bookworm root filesystem (mmdebstrap: {}).\n",
             self.run_dir.display(),

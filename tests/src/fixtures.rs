@@ -129,8 +129,28 @@ pub fn distroless(base: &Base) -> Vec<Node> {
 /// `alpine:3.20`: only `ca-certificates-bundle`: the regular file
 /// `/etc/ssl/certs/ca-certificates.crt` (0644), `/etc/ssl/cert.pem -> certs/ca-certificates.crt`,
 /// `/etc/ssl1.1/cert.pem -> /etc/ssl/cert.pem` and `/etc/ssl1.1/certs -> /etc/ssl/certs`
-/// (absolute), `/etc/alpine-release`, the apk database; no update tool, no hash links.
+/// (absolute), `/etc/alpine-release`, the apk database; no update tool, no hash links. The
+/// `/usr` directories of alpine-baselayout are there (`/usr/local/share` among them, empty).
 pub fn alpine_bundle(base: &Base) -> Vec<Node> {
+    let mut n = alpine_bundle_without_usr(base);
+    n.extend(
+        [
+            "usr/bin",
+            "usr/sbin",
+            "usr/local/bin",
+            "usr/local/lib",
+            "usr/local/share",
+            "usr/share",
+        ]
+        .map(Node::dir),
+    );
+    n
+}
+
+/// [`alpine_bundle`] without alpine-baselayout's `/usr` directories (but `/usr/lib`, which holds
+/// os-release), as in an image assembled from packages without it: the anchor directory's
+/// parents have to be created too.
+pub fn alpine_bundle_without_usr(base: &Base) -> Vec<Node> {
     let mut n = os_release(
         "alpine",
         "NAME=\"Alpine Linux\"\nVERSION_ID=3.20.3\nPRETTY_NAME=\"Alpine Linux v3.20\"\n",
