@@ -56,6 +56,8 @@ pub(crate) struct Scanner {
     any_block: bool,
     head: Vec<u8>,
     ders: Vec<Vec<u8>>,
+    /// The buffer of the last body, reused for the next (one allocation per scan, not per block).
+    spare: Vec<u8>,
 }
 
 impl Scanner {
@@ -71,6 +73,7 @@ impl Scanner {
             any_block: false,
             head: Vec::new(),
             ders: Vec::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -92,7 +95,26 @@ impl Scanner {
             let take = chunk.len().min(MAX_DER - self.head.len());
             self.head.extend_from_slice(&chunk[..take]);
         }
-        while let Some(nl) = memchr::memchr(b'\n', chunk) {
+        loop {
+            if self.carry.is_empty() && !self.overlong && self.skipping() {
+                // Only a marker line can change anything now, and a marker line holds a '-',
+                // which no base64 body does: go straight to the line of the next '-'.
+                match memchr::memchr(b'-', chunk) {
+                    Some(dash) => {
+                        let start = memchr::memrchr(b'\n', &chunk[..dash]).map_or(0, |nl| nl + 1);
+                        chunk = &chunk[start..];
+                    }
+                    None => {
+                        // The last line may go on in the next chunk, where its '-' may be.
+                        let start = memchr::memrchr(b'\n', chunk).map_or(0, |nl| nl + 1);
+                        self.push_carry(&chunk[start..]);
+                        return;
+                    }
+                }
+            }
+            let Some(nl) = memchr::memchr(b'\n', chunk) else {
+                break;
+            };
             if self.carry.is_empty() && !self.overlong {
                 self.line(&chunk[..nl]);
             } else {
@@ -107,6 +129,12 @@ impl Scanner {
             chunk = &chunk[nl + 1..];
         }
         self.push_carry(chunk);
+    }
+
+    /// Whether the lines read now matter only if they are markers: outside any block, and in a
+    /// block whose body is not wanted (or no longer: too long to be one of ours).
+    fn skipping(&self) -> bool {
+        self.block.as_ref().map_or(true, |b| b.body.is_none())
     }
 
     fn push_carry(&mut self, bytes: &[u8]) {
@@ -153,7 +181,7 @@ impl Scanner {
                 // Past the longest length looked for, a plain block cannot be one of ours.
                 let limit = if block.trusted { MAX_BODY } else { self.longest };
                 if body.len() > limit {
-                    block.body = None;
+                    self.spare = block.body.take().expect("a body");
                 }
             }
             return;
@@ -162,9 +190,14 @@ impl Scanner {
             let trusted = self.trusted && label == b"TRUSTED CERTIFICATE";
             let wanted = trusted || label == b"CERTIFICATE" || label == b"X509 CERTIFICATE";
             self.any_block |= wanted;
+            let body = wanted.then(|| {
+                let mut body = std::mem::take(&mut self.spare);
+                body.clear();
+                body
+            });
             self.block = Some(Block {
                 label: label.to_vec(),
-                body: wanted.then(Vec::new),
+                body,
                 trusted,
             });
         }
@@ -174,14 +207,15 @@ impl Scanner {
         let Some(body) = block.body else {
             return;
         };
-        if !block.trusted && self.lengths.as_ref().is_some_and(|l| !l.contains(&body.len())) {
-            return;
-        }
-        if let Ok(der) = BASE64.decode(&body) {
-            if let Some(cert) = first_element(&der) {
-                self.ders.push(cert.to_vec());
+        let wanted = block.trusted || self.lengths.as_ref().map_or(true, |l| l.contains(&body.len()));
+        if wanted {
+            if let Ok(der) = BASE64.decode(&body) {
+                if let Some(cert) = first_element(&der) {
+                    self.ders.push(cert.to_vec());
+                }
             }
         }
+        self.spare = body;
     }
 }
 
@@ -316,6 +350,69 @@ mod tests {
         let mut s = Scanner::looking_for([99]);
         s.feed(trusted.as_bytes());
         assert_eq!(s.finish(), vec![five]);
+    }
+
+    /// What the scanner yields when every line is handed to it one by one: the definition the
+    /// chunked scan, which jumps over lines that cannot be markers, must agree with.
+    fn line_by_line(mut s: Scanner, text: &[u8]) -> Vec<Vec<u8>> {
+        s.head = text[..text.len().min(MAX_DER)].to_vec();
+        let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+        let last = lines.pop().unwrap_or_default();
+        for line in lines {
+            if line.len() <= MAX_LINE {
+                s.line(line);
+            }
+        }
+        s.carry = last.to_vec();
+        s.finish()
+    }
+
+    #[test]
+    fn jumping_to_markers_agrees_with_reading_every_line() {
+        let cert = pem_block("CERTIFICATE", &[0x30, 0x03, 2, 1, 7]);
+        let long = pem_block("CERTIFICATE", &[vec![0x30, 0x81, 0x90], vec![0x41; 0x90]].concat());
+        let pieces = [
+            ONE.to_string(),
+            cert.clone(),
+            long.clone(),
+            "# a comment with - dashes -----BEGIN CERTIFICATE-----\n".into(),
+            "x-----BEGIN CERTIFICATE-----\nMAMCAQU=\n-----END CERTIFICATE-----\n".into(),
+            "   \t-----BEGIN CERTIFICATE-----\nMAMCAQY=\n  -----END CERTIFICATE-----  \r\n".into(),
+            "-----BEGIN PRIVATE KEY-----\nMAMCAQI=\n-----END PRIVATE KEY-----\n".into(),
+            "-----BEGIN CERTIFICATE-----\nMAMC AQg=\n-----END CERTIFICATE-----\n".into(),
+            "-----BEGIN CERTIFICATE-----\nMAMCAQk=\n-----END CERTIFICATE----- trailing\n".into(),
+            pem_block("TRUSTED CERTIFICATE", &[0x30, 0x00, 0x30, 0x00]),
+            "\n\n-----BEGIN CERTIFICATE-----\n".into(),
+            "no newline at the end -----END CERTIFICATE-----".into(),
+        ];
+        // Every ordered pair and triple of pieces, so each shape follows each other one.
+        let mut texts = Vec::new();
+        for a in &pieces {
+            for b in &pieces {
+                texts.push(format!("{a}{b}"));
+                for c in &pieces[..4] {
+                    texts.push(format!("{a}{b}{c}"));
+                }
+            }
+        }
+        for text in &texts {
+            let bytes = text.as_bytes();
+            let scanners: [fn() -> Scanner; 3] = [
+                Scanner::new,
+                || Scanner::looking_for([5]),
+                || Scanner::looking_for([0x93]),
+            ];
+            for make in scanners {
+                let want = line_by_line(make(), bytes);
+                for size in [1, 2, 3, 5, 8, 13, 64, bytes.len().max(1)] {
+                    let mut s = make();
+                    for chunk in bytes.chunks(size) {
+                        s.feed(chunk);
+                    }
+                    assert_eq!(s.finish(), want, "chunks of {size} of {text:?}");
+                }
+            }
+        }
     }
 
     #[test]
