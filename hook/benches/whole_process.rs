@@ -9,7 +9,9 @@
 //! at once). No argument runs them all. `BENCH_RUNS` (default 30) is the number of runs of every
 //! measured command; compared commands run interleaved, in a rotating order, so that the noise
 //! of a shared machine falls on all of them alike. Results are medians; Markdown goes to standard
-//! output, progress to standard error.
+//! output, progress to standard error. `BENCH_BASELINE_BIN` names another build of the binary
+//! (an earlier commit's, say): the `whole` section then runs it too, interleaved with the one
+//! measured, and prints the ratios of their medians.
 //!
 //! Timings are never asserted; what is asserted is correctness: every command succeeds, every
 //! root filesystem ends as it started, and no journal is left behind.
@@ -33,6 +35,14 @@ fn bin() -> &'static Path {
     static BIN_PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN_PATH.get_or_init(|| hook_binary(BIN))
 }
+/// The build compared with, from `BENCH_BASELINE_BIN`.
+fn baseline() -> Option<&'static Path> {
+    static BASELINE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    BASELINE
+        .get_or_init(|| std::env::var_os("BENCH_BASELINE_BIN").map(PathBuf::from))
+        .as_deref()
+}
+
 /// The Debian root filesystem: the trust store, its Java key store, and a JRE for the tool's hook.
 const DEBIAN_PACKAGES: &[&str] = &["ca-certificates", "ca-certificates-java", "default-jre-headless"];
 /// Containers started at once in the concurrency section.
@@ -161,12 +171,18 @@ impl Cmd {
         self
     }
 
-    fn hook(sub: &str) -> Cmd {
-        Cmd::new(bin()).arg(sub)
+    fn install(root: &Path, certs: &Path, journal: &Path) -> Cmd {
+        Cmd::install_by(bin(), root, certs, journal)
     }
 
-    fn install(root: &Path, certs: &Path, journal: &Path) -> Cmd {
-        Cmd::hook("install")
+    fn uninstall(root: &Path, journal: &Path) -> Cmd {
+        Cmd::uninstall_by(bin(), root, journal)
+    }
+
+    /// `install` run by the binary `by`.
+    fn install_by(by: &Path, root: &Path, certs: &Path, journal: &Path) -> Cmd {
+        Cmd::new(by)
+            .arg("install")
             .arg("--rootfs")
             .arg(root)
             .arg("--certs")
@@ -175,8 +191,10 @@ impl Cmd {
             .arg(journal)
     }
 
-    fn uninstall(root: &Path, journal: &Path) -> Cmd {
-        Cmd::hook("uninstall")
+    /// `uninstall` run by the binary `by`.
+    fn uninstall_by(by: &Path, root: &Path, journal: &Path) -> Cmd {
+        Cmd::new(by)
+            .arg("uninstall")
             .arg("--rootfs")
             .arg(root)
             .arg("--journal")
@@ -401,6 +419,12 @@ impl Bench {
         let base = bench::base(150);
         let alpine = self.fixture("alpine", &alpine_bundle(&base));
         let alpine_bare = self.fixture("alpine-bare", &alpine_bundle_without_usr(&base));
+        // The same layout on the tmpfs: the hook's own cost, without this disk's (block
+        // allocation, and a synchronous discard for every block freed).
+        let alpine_tmpfs = self.run_dir.join("alpine-tmpfs");
+        std::fs::create_dir_all(&alpine_tmpfs).expect("create the tmpfs root");
+        build(&alpine_tmpfs, &alpine_bundle(&base));
+        age(&alpine_tmpfs);
         let rhel = self.fixture("ubi", &ubi(&base));
         let deb_hook = self.dir("debian-hook");
         debian_rootfs(&deb_hook, "bookworm", DEBIAN_PACKAGES);
@@ -428,6 +452,11 @@ impl Bench {
                 self.journal("alpine-bare"),
             ),
             (
+                "Alpine, root on tmpfs",
+                alpine_tmpfs.clone(),
+                self.journal("alpine-tmpfs"),
+            ),
+            (
                 "Alpine, journal on disk",
                 alpine.clone(),
                 disk_journals.join("alpine.journal"),
@@ -435,32 +464,39 @@ impl Bench {
             ("Debian", deb_hook.clone(), self.journal("debian")),
             ("RHEL (UBI)", rhel.clone(), self.journal("ubi")),
         ];
-        let before: Vec<Snapshot> = [&alpine, &alpine_bare, &rhel]
-            .iter()
-            .map(|r| Snapshot::take(r))
-            .collect();
+        let roots = [&alpine, &alpine_bare, &alpine_tmpfs, &rhel];
+        let before: Vec<Snapshot> = roots.iter().map(|r| Snapshot::take(r)).collect();
 
         eprintln!("bench: whole process: {} interleaved rounds", self.runs);
         let n_hook = hook_cases.len();
-        let rec = interleave(self.runs, n_hook + 4, |k, rec| {
+        // The baseline's runs of the same cases, interleaved with the others.
+        let n_base = if baseline().is_some() { n_hook } else { 0 };
+        let rec = interleave(self.runs, n_hook + n_base + 4, |k, rec| {
             if k < n_hook {
                 let (name, root, journal) = &hook_cases[k];
                 rec.push(&format!("{name} install"), Cmd::install(root, &self.ca, journal).time());
                 rec.push(&format!("{name} uninstall"), Cmd::uninstall(root, journal).time());
-            } else if k < n_hook + 2 {
-                let hooks = k == n_hook + 1;
+            } else if k < n_hook + n_base {
+                let (name, root, journal) = &hook_cases[k - n_hook];
+                let by = baseline().expect("a baseline");
+                let i = Cmd::install_by(by, root, &self.ca, journal).time();
+                rec.push(&format!("baseline {name} install"), i);
+                let u = Cmd::uninstall_by(by, root, journal).time();
+                rec.push(&format!("baseline {name} uninstall"), u);
+            } else if k < n_hook + n_base + 2 {
+                let hooks = k == n_hook + n_base + 1;
                 let label = if hooks { "with hooks" } else { "without hooks" };
                 std::fs::copy(&self.ca, &anchor).expect("add the CA");
                 rec.push(&format!("uca {label} install"), uca(hooks).time());
                 std::fs::remove_file(&anchor).expect("remove the CA");
                 rec.push(&format!("uca {label} uninstall"), uca(hooks).time());
-            } else if k == n_hook + 2 {
+            } else if k == n_hook + n_base + 2 {
                 rec.push("cp", Cmd::new("cp").arg(&bundle).arg(&cp_dest).time());
             } else {
                 rec.push("true", Cmd::new("/bin/true").time());
             }
         });
-        for (b, root) in before.iter().zip([&alpine, &alpine_bare, &rhel]) {
+        for (b, root) in before.iter().zip(roots) {
             b.assert_same(&Snapshot::take(root), format!("{} after the runs", root.display()));
         }
 
@@ -570,6 +606,14 @@ impl Bench {
             alp_i / cp,
             alp_u / cp
         );
+        println!(
+            "- Alpine, root on the disk / on the tmpfs: install **{:.1}x**, uninstall **{:.1}x** \
+             (tmpfs: {} and {} ms)",
+            alp_i / rec.median("Alpine, root on tmpfs install"),
+            alp_u / rec.median("Alpine, root on tmpfs uninstall"),
+            fmt_ms(rec.median("Alpine, root on tmpfs install")),
+            fmt_ms(rec.median("Alpine, root on tmpfs uninstall")),
+        );
         let floor = rec.median("true");
         println!(
             "- Alpine install, journal on disk / on tmpfs: **{:.1}x**",
@@ -585,6 +629,32 @@ impl Bench {
             fmt_ms(deb_u - floor),
             fmt_ms(cp - floor)
         );
+
+        if let Some(by) = baseline() {
+            println!("Against the baseline `{}`, same run (medians, ms):\n", by.display());
+            println!("| case | install | baseline | ratio | uninstall | baseline | ratio |");
+            println!("|---|---:|---:|---:|---:|---:|---:|");
+            for (name, _, _) in &hook_cases {
+                let (i, bi) = (
+                    rec.median(&format!("{name} install")),
+                    rec.median(&format!("baseline {name} install")),
+                );
+                let (u, bu) = (
+                    rec.median(&format!("{name} uninstall")),
+                    rec.median(&format!("baseline {name} uninstall")),
+                );
+                println!(
+                    "| {name} | {} | {} | {:.2}x | {} | {} | {:.2}x |",
+                    fmt_ms(i),
+                    fmt_ms(bi),
+                    i / bi,
+                    fmt_ms(u),
+                    fmt_ms(bu),
+                    u / bu
+                );
+            }
+            println!();
+        }
 
         targets.check(
             "install, 1 CA, Alpine layout",
