@@ -10,8 +10,9 @@
 //! Records say *what is about to happen* (an intent: the path, the temporary name used, the hash
 //! of the bytes to be written, for a file about to be replaced its original metadata and a
 //! backup of its bytes beside the journal, for a file about to be changed in place its size,
-//! times and hash, the bytes to be written and the few bytes they overwrite) and then *what was made* (the identity of the new
-//! inode). Uninstall needs nothing else: it is a function of these records and the tree as it is.
+//! times and hash, the bytes to be written and the few bytes they overwrite) and then *what was
+//! made* (the identity of the new inode). Uninstall needs nothing else: it is a function of these
+//! records and the tree as it is.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};

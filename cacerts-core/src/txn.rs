@@ -472,26 +472,17 @@ impl Tx<'_> {
         fragment.extend_from_slice(extra);
         self.touch(dir)?;
         let id = self.id();
-        let meta = &file.meta;
         self.writer.append(&Record::Append {
             id,
             path: path.clone(),
-            original: Box::new(Appended {
-                identity: meta.identity(),
-                size,
-                atime: meta.atime,
-                mtime: meta.mtime,
-                sha256: hex::encode(hasher.finalize()),
-            }),
+            original: original_of(file, size, hasher),
             fragment: fragment.clone(),
         })?;
         file.write_at(size, &fragment, self.options.durable)?;
         self.report.edited.push(path);
         Ok(())
     }
-}
 
-impl Tx<'_> {
     /// Adds entries to a JKS key store in place: the new entries and integrity hash are written
     /// over the old hash, then the entry count is patched; the rest of the file, often most of
     /// it, is neither copied nor backed up. Returns false, having changed nothing, when the store
@@ -522,17 +513,10 @@ impl Tx<'_> {
         }
         self.touch(dir)?;
         let id = self.id();
-        let meta = &file.meta;
         self.writer.append(&Record::Patch {
             id,
             path: path.to_owned(),
-            original: Box::new(Appended {
-                identity: meta.identity(),
-                size,
-                atime: meta.atime,
-                mtime: meta.mtime,
-                sha256: hex::encode(hasher.finalize()),
-            }),
+            original: original_of(file, size, hasher),
             keep: add.keep,
             old_tail: add.old_digest.to_vec(),
             tail: add.tail.clone(),
@@ -552,6 +536,19 @@ impl Tx<'_> {
         self.report.edited.push(path.to_owned());
         Ok(true)
     }
+}
+
+/// What the journal keeps of a file about to be changed in place: the identity and times of
+/// `file` as opened, the `size` and SHA-256 (`hasher`, fed every byte) of its contents.
+fn original_of(file: &InPlace, size: u64, hasher: Sha256) -> Box<Appended> {
+    let meta = &file.meta;
+    Box::new(Appended {
+        identity: meta.identity(),
+        size,
+        atime: meta.atime,
+        mtime: meta.mtime,
+        sha256: hex::encode(hasher.finalize()),
+    })
 }
 
 /// A change made to a file in place, as its journal record describes it: `tail` written from
