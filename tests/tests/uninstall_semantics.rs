@@ -756,3 +756,37 @@ fn a_hard_linked_key_store_is_replaced_not_written_through() {
     fx.uninstall();
     before.assert_same(&fx.snapshot(), "after uninstall");
 }
+
+#[test]
+fn a_key_store_linked_out_of_the_root_is_changed_inside_it() {
+    // The image's key store is a link to an absolute path, and another through `..` past the
+    // root: both resolve inside the root, as the container sees them. A store of the same name on
+    // the host must stay as it is; the in-root file of that name gets the entry.
+    let host = tempfile::tempdir().unwrap();
+    let host_store = host.path().join("cacerts");
+    let canary = fixtures::jks_store("changeit", &[("host", b"HOST-CA-DER")]);
+    std::fs::write(&host_store, &canary).unwrap();
+    let host_rel = host_store.strip_prefix("/").unwrap().to_str().unwrap().to_owned();
+    let depth = "../".repeat(12);
+    for target in [format!("/{host_rel}"), format!("{depth}{host_rel}")] {
+        let original = fixtures::jks_store("changeit", &[("image", b"IMAGE-CA-DER")]);
+        let fx = Fx::new(&[
+            Node::symlink(KEYSTORE, &target),
+            Node::File(host_rel.clone(), original.clone(), 0o644),
+        ]);
+        let before = fx.snapshot();
+        fx.install(&keystore_plan());
+        assert_eq!(
+            std::fs::read(&host_store).unwrap(),
+            canary,
+            "{target}: the host's store changed"
+        );
+        let mirror =
+            cacerts_core::stores::keystore::Keystore::parse(&std::fs::read(fx.path(&host_rel)).unwrap(), "changeit")
+                .unwrap();
+        assert_eq!(mirror.aliases(), vec!["image", "cacerts-hook-ours"], "{target}");
+        fx.uninstall();
+        assert_eq!(std::fs::read(&host_store).unwrap(), canary, "{target}");
+        before.assert_same(&fx.snapshot(), &target);
+    }
+}
