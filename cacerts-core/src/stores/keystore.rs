@@ -1339,6 +1339,52 @@ mod tests {
         assert_eq!(hex::encode(key), "8aaae6297b6cb04642ab5b077851284eb7128f1a2a7fbca3");
     }
 
+    /// `bytes` with `add` applied as the in-place install writes it.
+    fn applied(bytes: &[u8], add: &JksAppend) -> Vec<u8> {
+        let mut out = bytes[..add.keep as usize].to_vec();
+        out[add.count_at as usize..add.count_at as usize + 4].copy_from_slice(&add.new_count);
+        out.extend_from_slice(&add.tail);
+        out
+    }
+
+    #[test]
+    fn jks_entries_added_in_place_make_a_store_that_verifies() {
+        let mut image = Keystore::empty_jks();
+        image.add_trusted("image", b"image-cert");
+        let bytes = image.to_bytes("changeit").unwrap();
+        let entries = vec![
+            ("Cacerts-Hook-A".to_owned(), b"cert-a".to_vec()),
+            ("cacerts-hook-dup".to_owned(), b"image-cert".to_vec()),
+            ("cacerts-hook-b".to_owned(), b"cert-b".to_vec()),
+        ];
+        let add = jks_append(&bytes, "changeit", &entries).unwrap().unwrap();
+        assert_eq!(
+            add.added,
+            vec!["cacerts-hook-a", "cacerts-hook-b"],
+            "held certificates are skipped"
+        );
+        assert_eq!(add.keep as usize, bytes.len() - 20);
+        assert_eq!((add.old_count, add.new_count), (1u32.to_be_bytes(), 3u32.to_be_bytes()));
+        assert_eq!(add.old_digest[..], bytes[bytes.len() - 20..]);
+        let store = Keystore::parse(&applied(&bytes, &add), "changeit").expect("the result verifies");
+        assert_eq!(
+            store.trusted(),
+            vec![
+                ("image".to_owned(), b"image-cert".to_vec()),
+                ("cacerts-hook-a".to_owned(), b"cert-a".to_vec()),
+                ("cacerts-hook-b".to_owned(), b"cert-b".to_vec()),
+            ]
+        );
+        // Nothing to add: no entry, the count and hash as they were.
+        let none = jks_append(&bytes, "changeit", &entries[1..2]).unwrap().unwrap();
+        assert!(none.added.is_empty());
+        assert_eq!(applied(&bytes, &none), bytes);
+        // A wrong password or a corrupt store is refused; PKCS#12 is not changed in place.
+        assert!(jks_append(&bytes, "wrong", &entries).is_err());
+        assert!(jks_append(&bytes[..bytes.len() - 1], "changeit", &entries).is_err());
+        assert_eq!(jks_append(&[0x30, 0x00], "changeit", &entries), Ok(None));
+    }
+
     #[test]
     fn jks_round_trip_and_password() {
         let mut ks = Jks {
