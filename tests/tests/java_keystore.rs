@@ -557,6 +557,11 @@ fn stores_are_found_everywhere_and_once() {
             Node::symlink("opt/java/openjdk/lib/security/cacerts", "/nowhere"),
         ],
     );
+    // A JDK whose store is a hard link of another: two names, each its own file to change (the
+    // edit replaces a file with other links rather than writing through it).
+    let linked = f.rootfs.join("usr/lib/jvm/jdk11/lib/security/cacerts");
+    std::fs::create_dir_all(linked.parent().unwrap()).unwrap();
+    std::fs::hard_link(f.rootfs.join("var/lib/ca-certificates/java-cacerts"), &linked).unwrap();
     let plan = plan_java(&f.rootfs, &load(&f.ours), &["JAVA_HOME=/srv/jdk".to_owned()]);
     let mut paths: Vec<_> = plan
         .changes
@@ -570,6 +575,7 @@ fn stores_are_found_everywhere_and_once() {
     let want: Vec<PathBuf> = [
         "/etc/pki/ca-trust/extracted/java/cacerts",
         "/srv/jdk/lib/security/cacerts",
+        "/usr/lib/jvm/jdk11/lib/security/cacerts",
         "/usr/lib/jvm/jdk8/jre/lib/security/cacerts",
         "/var/lib/ca-certificates/java-cacerts",
     ]

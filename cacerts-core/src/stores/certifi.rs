@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use super::probe;
+use super::{distinct_files, probe};
 use crate::certs::CaCert;
 use crate::error::Result;
 use crate::pem::Scanner;
@@ -107,17 +107,9 @@ pub fn plan(root: &ContainerRoot, certs: &[CaCert], _env: &[String]) -> Result<V
     if certs.is_empty() {
         return Ok(changes);
     }
-    let mut seen = HashSet::new();
-    for path in candidates(root)? {
-        if probe(root, &path)? != Some(FileKind::File) {
-            continue;
-        }
-        let physical = root.canonicalize(&path)?;
+    for physical in distinct_files(root, candidates(root)?)? {
         if !physical.ends_with("certifi/cacert.pem") {
             // A link to another bundle (the system's): not ours to edit as certifi.
-            continue;
-        }
-        if !seen.insert(physical.clone()) {
             continue;
         }
         let mut scanner = Scanner::looking_for(certs.iter().map(|c| c.der.len()));

@@ -6,11 +6,10 @@
 //! one). Certificates already in a store are skipped; the others are added as trusted-certificate
 //! entries named `cacerts-hook-<name>`, in the store's own format (see [`super::keystore`]).
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::keystore::{holdings, sniff, Holdings, DEFAULT_PASSWORD};
-use super::probe;
+use super::{distinct_files, probe};
 use crate::certs::{sanitize, CaCert};
 use crate::error::{Error, Result};
 use crate::plan::{Change, Edit};
@@ -80,15 +79,7 @@ pub fn plan_each(root: &ContainerRoot, certs: &[CaCert], env: &[String]) -> Resu
     if certs.is_empty() {
         return Ok(changes);
     }
-    let mut seen = HashSet::new();
-    for path in candidates(root, env)? {
-        if probe(root, &path)? != Some(FileKind::File) {
-            continue;
-        }
-        let physical = root.canonicalize(&path)?;
-        if !seen.insert(physical.clone()) {
-            continue;
-        }
+    for physical in distinct_files(root, candidates(root, env)?)? {
         let bytes = root.read_file(&physical)?;
         if bytes.is_empty() || sniff(&bytes).is_none() {
             // Not a keystore (an empty placeholder before the distribution generated it).

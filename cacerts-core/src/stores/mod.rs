@@ -14,15 +14,43 @@ pub mod java;
 pub mod keystore;
 
 use crate::rootfs::{ContainerRoot, FileKind};
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 /// The type of what `path` leads to (following symlinks inside the root), for discovery: a path
 /// that does not exist, or cannot be resolved safely (a loop, a file used as a directory), is
 /// not a store and gives `None`; I/O errors are errors.
 fn probe(root: &ContainerRoot, path: &Path) -> crate::Result<Option<FileKind>> {
+    Ok(probe_meta(root, path)?.map(|m| m.kind))
+}
+
+/// [`probe`], with the metadata.
+fn probe_meta(root: &ContainerRoot, path: &Path) -> crate::Result<Option<crate::Meta>> {
     match root.metadata(path) {
-        Ok(m) => Ok(m.map(|m| m.kind)),
+        Ok(m) => Ok(m),
         Err(e) if e.is_safety_violation() => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// The canonical paths of the regular files among `candidates`, in order, each once however
+/// many names lead to it. Distributions link every JDK's store to the system's: a name that
+/// leads to an inode already listed, which has no other hard link, is the same file and is not
+/// resolved again (a hard-linked file is, and each of its names is its own file to change).
+fn distinct_files(root: &ContainerRoot, candidates: Vec<PathBuf>) -> crate::Result<Vec<PathBuf>> {
+    let (mut files, mut paths, mut inodes) = (Vec::new(), HashSet::new(), HashSet::new());
+    for path in candidates {
+        let Some(meta) = probe_meta(root, &path)? else {
+            continue;
+        };
+        if meta.kind != FileKind::File || (meta.nlink == 1 && inodes.contains(&(meta.dev, meta.ino))) {
+            continue;
+        }
+        let physical = root.canonicalize(&path)?;
+        if paths.insert(physical.clone()) {
+            inodes.insert((meta.dev, meta.ino));
+            files.push(physical);
+        }
+    }
+    Ok(files)
 }
