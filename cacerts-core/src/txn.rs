@@ -631,8 +631,9 @@ fn undo(root: &ContainerRoot, journal_path: &Path, j: Journal, options: &Options
                     tail: fragment,
                     patches: &[],
                 };
-                let undo = Undo::RemoveFragments(vec![fragment.clone()]);
-                (path, u.undo_in_place(*id, path, &change, &undo))
+                // Built only when the container changed the file: the fragment may be large.
+                let undo = || Undo::RemoveFragments(vec![fragment.clone()]);
+                (path, u.undo_in_place(*id, path, &change, undo))
             }
             Record::Patch {
                 id,
@@ -651,7 +652,7 @@ fn undo(root: &ContainerRoot, journal_path: &Path, j: Journal, options: &Options
                     tail,
                     patches,
                 };
-                (path, u.undo_in_place(*id, path, &change, undo))
+                (path, u.undo_in_place(*id, path, &change, || undo.clone()))
             }
             _ => continue,
         };
@@ -856,14 +857,20 @@ impl Undoer<'_> {
 
     /// Puts back a file we changed in place (appended to, or patched), bytes and times, when it
     /// holds the original with nothing but (part of) our writes on it; otherwise, when the
-    /// container changed it, takes out only our part with `undo`, as for a replaced file.
+    /// container changed it, takes out only our part with `undo()`, as for a replaced file.
     ///
     /// The original comes back as a copy of the file's first bytes, with what we overwrote
     /// written back, renamed over the file; not by cutting the file short: a pipe can still hold
     /// the file's last page after the container is gone (`cat` and friends splice a file into a
     /// pipe, and whoever reads the container's output may not have read it yet), and truncating
     /// would zero our bytes in that page under the reader.
-    fn undo_in_place(&mut self, id: u32, path: &Path, change: &InPlaceChange<'_>, undo: &Undo) -> Result<()> {
+    fn undo_in_place(
+        &mut self,
+        id: u32,
+        path: &Path,
+        change: &InPlaceChange<'_>,
+        undo: impl FnOnce() -> Undo,
+    ) -> Result<()> {
         let original = change.original;
         let Some((dir, name)) = self.parent(path)? else {
             return Ok(());
@@ -894,7 +901,9 @@ impl Undoer<'_> {
                             };
                             let mut overwritten: Vec<(u64, &[u8])> =
                                 change.patches.iter().map(|p| (p.at, p.old.as_slice())).collect();
-                            overwritten.push((change.keep, change.old_tail));
+                            if !change.old_tail.is_empty() {
+                                overwritten.push((change.keep, change.old_tail));
+                            }
                             let temp = self.restore_temp(id)?;
                             dir.create_file_from(
                                 &temp,
@@ -914,7 +923,7 @@ impl Undoer<'_> {
             }
         }
         let current = dir.read(&name, self.root.read_limit())?;
-        self.strip(id, &dir, &name, path, current, undo)
+        self.strip(id, &dir, &name, path, current, &undo())
     }
 
     /// The metadata of `name` when it is still a regular file; otherwise records why it is

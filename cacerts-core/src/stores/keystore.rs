@@ -139,7 +139,10 @@ impl Keystore {
 
     /// True if the store holds this certificate as a trusted entry.
     pub fn contains_cert(&self, der: &[u8]) -> bool {
-        self.trusted().iter().any(|(_, d)| d == der)
+        match &self.inner {
+            Inner::Jks(j) => j.entries.iter().any(|e| e.trusted.as_deref() == Some(der)),
+            Inner::Pkcs12(p) => p.bags().any(|b| b.trusted.as_deref() == Some(der)),
+        }
     }
 
     /// Adds a trusted-certificate entry at the end of the store.
