@@ -495,17 +495,38 @@ impl Tx<'_> {
         entries: &[(String, Vec<u8>)],
         password: &str,
     ) -> Result<bool> {
-        let mut bytes = Vec::with_capacity(file.meta.size.min(self.root.read_limit()) as usize);
+        // The contents the planner checked, when it read a store of this size: every byte read
+        // is compared with them, and only a file that holds exactly them skips the check.
+        let checked = keystore::take_checked(file.meta.size, password);
+        let known: &[u8] = checked.as_deref().unwrap_or_default();
+        let mut same = checked.is_some();
+        let mut matched = 0;
+        let mut bytes = Vec::new();
         let mut hasher = Sha256::new();
-        let size = file.stream(self.root.read_limit(), |chunk| {
+        file.stream(self.root.read_limit(), |chunk| {
             hasher.update(chunk);
+            if same {
+                if known.get(matched..matched + chunk.len()) == Some(chunk) {
+                    matched += chunk.len();
+                    return;
+                }
+                same = false;
+                bytes.extend_from_slice(&known[..matched]);
+            }
             bytes.extend_from_slice(chunk);
         })?;
+        if same && matched != known.len() {
+            // Shorter than what was checked.
+            same = false;
+            bytes.extend_from_slice(&known[..matched]);
+        }
+        let data = if same { known } else { &bytes[..] };
+        let size = data.len() as u64;
         let keystore_error = |e: KeystoreError| Error::Keystore {
             path: path.to_owned(),
             reason: e.0,
         };
-        let Some(add) = keystore::jks_append(&bytes, password, entries).map_err(keystore_error)? else {
+        let Some(add) = keystore::jks_append(data, password, entries, same).map_err(keystore_error)? else {
             return Ok(false);
         };
         if add.added.is_empty() {

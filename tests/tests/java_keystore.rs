@@ -400,6 +400,53 @@ fn wrong_password_is_an_error() {
     }
 }
 
+#[test]
+fn a_store_changed_after_planning_is_checked_again() {
+    // The install does not check again the integrity of a store that holds exactly what the
+    // planner read and checked. Changed between plan and install, even at the same size, the
+    // store is checked as any other: a broken integrity hash is refused, and nothing changes.
+    let f = fixture();
+    let image_ca = make_ca(f.tmp.path(), "image-ca");
+    let store = f.tmp.path().join("cacerts");
+    import(Kind::Jks, &store, "image", &image_ca, "changeit");
+    let good = std::fs::read(&store).unwrap();
+    let path = "etc/ssl/certs/java/cacerts";
+    build(&f.rootfs, &[Node::file(path, good.clone())]);
+    let certs = load(&f.ours);
+    let on_disk = f.rootfs.join(path);
+    for (what, mut changed) in [("integrity hash", good.clone()), ("entry bytes", good.clone())] {
+        // The same length: only the bytes tell.
+        let at = if what == "integrity hash" {
+            good.len() - 1
+        } else {
+            good.len() / 2
+        };
+        changed[at] ^= 0x55;
+        let plan = plan_java(&f.rootfs, &certs, &[]);
+        assert_eq!(plan.changes.len(), 1, "{plan:?}");
+        std::fs::write(&on_disk, &changed).unwrap();
+        let journal = f.tmp.path().join(format!("journal-{}", what.replace(' ', "-")));
+        let root = ContainerRoot::open(&f.rootfs).unwrap();
+        let e = install(&root, &plan, &journal, &Default::default()).unwrap_err();
+        assert!(matches!(&e, Error::Keystore { .. }), "{what}: {e}");
+        assert_eq!(
+            std::fs::read(&on_disk).unwrap(),
+            changed,
+            "{what}: the store is left as it was"
+        );
+        std::fs::write(&on_disk, &good).unwrap();
+    }
+    // Unchanged, the planner's check stands and the install goes ahead.
+    let plan = plan_java(&f.rootfs, &certs, &[]);
+    let journal = f.tmp.path().join("journal");
+    let root = ContainerRoot::open(&f.rootfs).unwrap();
+    install(&root, &plan, &journal, &Default::default()).unwrap();
+    let listing = list(&on_disk);
+    assert!(listing.contains("cacerts-hook-corp-root"), "{listing}");
+    uninstall(&root, &journal).unwrap();
+    assert_eq!(std::fs::read(&on_disk).unwrap(), good);
+}
+
 /// Every PBES2 variant (PBKDF2 with HMAC-SHA-1/224/256/384/512, AES-128/192/256-CBC) and MAC
 /// digest a store may use is read, and written back with the same algorithms: stores made by
 /// keytool with its algorithm properties, and by `openssl pkcs12` for AES-192 (which the JDK

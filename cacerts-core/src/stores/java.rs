@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::keystore::{holdings, sniff, Holdings, DEFAULT_PASSWORD};
+use super::keystore::{forget_checked, holdings, remember_checked, sniff, Holdings, DEFAULT_PASSWORD};
 use super::{distinct_files, probe};
 use crate::certs::{sanitize, CaCert};
 use crate::error::{Error, Result};
@@ -76,6 +76,7 @@ pub fn plan(root: &ContainerRoot, certs: &[CaCert], env: &[String]) -> Result<Ve
 /// look for stores at all.
 pub fn plan_each(root: &ContainerRoot, certs: &[CaCert], env: &[String]) -> Result<Vec<Result<Change>>> {
     let mut changes = Vec::new();
+    forget_checked();
     if certs.is_empty() {
         return Ok(changes);
     }
@@ -96,7 +97,9 @@ pub fn plan_each(root: &ContainerRoot, certs: &[CaCert], env: &[String]) -> Resu
             }
         };
         let entries = new_entries(&store, certs);
+        drop(store);
         if !entries.is_empty() {
+            remember_checked(bytes, DEFAULT_PASSWORD);
             changes.push(Ok(Change::EditFile {
                 path: physical,
                 edit: Edit::KeystoreAdd {

@@ -19,7 +19,9 @@
 //! hostile file is an error, never a panic or a large allocation; key-derivation iteration counts
 //! are capped.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::rc::Rc;
 
 use aes::cipher::block_padding::Pkcs7;
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
@@ -217,6 +219,43 @@ pub fn holdings<'a>(bytes: &'a [u8], password: &str) -> Result<Holdings<'a>> {
     })
 }
 
+/// Most stores [`remember_checked`] keeps per thread.
+const MAX_CHECKED: usize = 8;
+
+thread_local! {
+    /// Store contents that passed the integrity check, with the password: what the planner read.
+    static CHECKED: RefCell<Vec<(Rc<[u8]>, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Remembers, for this thread, that the store `bytes` passed the integrity check with
+/// `password`: the planner read and checked it, and an install that finds exactly these bytes in
+/// the file need not hash them with SHA-1 again (a third of a Debian install's hashing). The
+/// install compares every byte it reads, so a file changed since is checked as any other.
+pub(crate) fn remember_checked(bytes: Vec<u8>, password: &str) {
+    CHECKED.with_borrow_mut(|checked| {
+        if checked.len() == MAX_CHECKED {
+            checked.remove(0);
+        }
+        checked.push((bytes.into(), password.to_owned()));
+    });
+}
+
+/// Forgets what [`remember_checked`] remembered on this thread (a new plan starts).
+pub(crate) fn forget_checked() {
+    CHECKED.with_borrow_mut(Vec::clear);
+}
+
+/// The remembered contents of `len` bytes checked with `password`, if any; forgotten by this
+/// call (an install uses them once).
+pub(crate) fn take_checked(len: u64, password: &str) -> Option<Rc<[u8]>> {
+    CHECKED.with_borrow_mut(|checked| {
+        let i = checked
+            .iter()
+            .position(|(bytes, pw)| bytes.len() as u64 == len && pw == password)?;
+        Some(checked.swap_remove(i).0)
+    })
+}
+
 // ------------------------------------------------------------------------------------------------
 // JKS
 
@@ -357,11 +396,19 @@ pub(crate) struct JksAppend {
 /// JKS store (PKCS#12 is a nested DER structure and is rewritten instead). The store's integrity
 /// is checked with `password` first, as [`Keystore::parse`] does; certificates it already holds
 /// are skipped, so `added` may be empty.
-pub(crate) fn jks_append(bytes: &[u8], password: &str, entries: &[(String, Vec<u8>)]) -> Result<Option<JksAppend>> {
+///
+/// `checked` says that these exact bytes already passed that check with `password` (see
+/// [`remember_checked`]), which is then not done again.
+pub(crate) fn jks_append(
+    bytes: &[u8],
+    password: &str,
+    entries: &[(String, Vec<u8>)],
+    checked: bool,
+) -> Result<Option<JksAppend>> {
     if sniff(bytes) != Some(Format::Jks) {
         return Ok(None);
     }
-    let jks = JksView::parse(bytes, password)?;
+    let jks = JksView::read(bytes, password, !checked)?;
     let mut added = Vec::new();
     let mut tail = Vec::new();
     for (alias, der) in entries {
@@ -416,6 +463,11 @@ struct JksEntryRef<'a> {
 impl<'a> JksView<'a> {
     /// Reads and checks a JKS store (structure and integrity hash).
     fn parse(bytes: &'a [u8], password: &str) -> Result<JksView<'a>> {
+        JksView::read(bytes, password, true)
+    }
+
+    /// Reads a JKS store's structure, and checks its integrity hash when `verify`.
+    fn read(bytes: &'a [u8], password: &str, verify: bool) -> Result<JksView<'a>> {
         if bytes.len() < 12 + 20 {
             return err("JKS keystore too short");
         }
@@ -468,7 +520,7 @@ impl<'a> JksView<'a> {
         if c.pos != data.len() {
             return err(format!("{} unexpected bytes after the last entry", data.len() - c.pos));
         }
-        if jks_digest(password, data) != digest {
+        if verify && jks_digest(password, data) != digest {
             return err("integrity check failed: wrong keystore password, or the file is corrupt");
         }
         Ok(JksView { version, entries })
@@ -1360,7 +1412,7 @@ mod tests {
             ("cacerts-hook-dup".to_owned(), b"image-cert".to_vec()),
             ("cacerts-hook-b".to_owned(), b"cert-b".to_vec()),
         ];
-        let add = jks_append(&bytes, "changeit", &entries).unwrap().unwrap();
+        let add = jks_append(&bytes, "changeit", &entries, false).unwrap().unwrap();
         assert_eq!(
             add.added,
             vec!["cacerts-hook-a", "cacerts-hook-b"],
@@ -1379,13 +1431,13 @@ mod tests {
             ]
         );
         // Nothing to add: no entry, the count and hash as they were.
-        let none = jks_append(&bytes, "changeit", &entries[1..2]).unwrap().unwrap();
+        let none = jks_append(&bytes, "changeit", &entries[1..2], false).unwrap().unwrap();
         assert!(none.added.is_empty());
         assert_eq!(applied(&bytes, &none), bytes);
         // A wrong password or a corrupt store is refused; PKCS#12 is not changed in place.
-        assert!(jks_append(&bytes, "wrong", &entries).is_err());
-        assert!(jks_append(&bytes[..bytes.len() - 1], "changeit", &entries).is_err());
-        assert_eq!(jks_append(&[0x30, 0x00], "changeit", &entries), Ok(None));
+        assert!(jks_append(&bytes, "wrong", &entries, false).is_err());
+        assert!(jks_append(&bytes[..bytes.len() - 1], "changeit", &entries, false).is_err());
+        assert_eq!(jks_append(&[0x30, 0x00], "changeit", &entries, false), Ok(None));
     }
 
     #[test]
