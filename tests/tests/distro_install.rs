@@ -230,6 +230,152 @@ fn debian_skips_a_hash_link_already_there() {
     i.finish();
 }
 
+/// The hash links `plan` makes, as (name, target).
+fn hash_links(plan: &Plan, hash: u32) -> Vec<(String, String)> {
+    let prefix = format!("/etc/ssl/certs/{hash:08x}.");
+    plan.changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::CreateSymlink { path, target } if path.to_string_lossy().starts_with(&prefix) => Some((
+                path.to_string_lossy().into_owned(),
+                target.to_string_lossy().into_owned(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether the real `openssl verify` finds `ca` through the hash directory `/etc/ssl/certs` of
+/// `rootfs` alone, reading each entry as the container would (its links resolved inside the
+/// root, into a copy under `scratch`).
+fn openssl_finds(rootfs: &Path, ca: &TestCa, scratch: &Path) -> bool {
+    let capath = tempfile::tempdir_in(scratch).unwrap();
+    for entry in std::fs::read_dir(resolve(rootfs, "/etc/ssl/certs")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let seen = resolve(rootfs, format!("/etc/ssl/certs/{name}"));
+        if seen.is_file() {
+            std::fs::copy(&seen, capath.path().join(&name)).unwrap();
+        }
+    }
+    let leaf = ca.write(scratch, "verify-me.pem");
+    let out = std::process::Command::new("openssl")
+        .args(["verify", "-no-CAfile", "-no-CAstore", "-CApath"])
+        .arg(capath.path())
+        .arg(&leaf)
+        .output()
+        .expect("run openssl");
+    out.status.success()
+}
+
+#[test]
+fn debian_hash_links_are_numbered_as_openssl_reads_them() {
+    // OpenSSL reads HHHHHHHH.0, .1, ... up to the first missing name. Our certificate linked
+    // only past a gap is one it never finds: the real `openssl verify` fails, and the install
+    // links it again, at the gap, after which it succeeds.
+    let base = Base::new();
+    let ours = corp();
+    let h = ours.hash;
+    let mut nodes = fixtures::debian(&base);
+    nodes.extend([
+        Node::file("usr/share/ca-certificates/mozilla/Ours.crt", &ours.pem),
+        Node::symlink(
+            &format!("etc/ssl/certs/{h:08x}.1"),
+            "/usr/share/ca-certificates/mozilla/Ours.crt",
+        ),
+    ]);
+    let scratch = tempfile::tempdir().unwrap();
+    let image = scratch.path().join("image");
+    build(&image, &nodes);
+    assert!(
+        !openssl_finds(&image, &ours, scratch.path()),
+        "a link past a gap is not read"
+    );
+    let i = install_into(&nodes, ours.clone(), &Settings::default());
+    assert_eq!(
+        hash_links(&i.plan, h),
+        vec![(format!("/etc/ssl/certs/{h:08x}.0"), format!("{NAME}.pem"))]
+    );
+    assert!(
+        openssl_finds(&i.rootfs, &ours, scratch.path()),
+        "OpenSSL finds ours once installed"
+    );
+    i.finish();
+}
+
+#[test]
+fn hash_links_are_the_same_whether_names_are_looked_up_or_listed() {
+    // Under our hash: a twin (same subject, another key) at .0, nothing at .1, ours at .2 and
+    // under the spelling .00, neither of which OpenSSL reads: the link goes to .1. A plan for
+    // one certificate looks names up one by one, one for ten lists the directory, and one that
+    // has to look past more links than it looks up one by one switches to the listing midway:
+    // all must agree.
+    let base = Base::new();
+    let ours = corp();
+    let twin = TestCa::new("Corp Root CA");
+    assert_eq!(twin.hash, ours.hash);
+    let h = ours.hash;
+    let mut nodes = fixtures::debian(&base);
+    nodes.extend([
+        Node::file("usr/share/ca-certificates/mozilla/Twin.crt", &twin.pem),
+        Node::file("usr/share/ca-certificates/mozilla/Ours.crt", &ours.pem),
+        Node::symlink(
+            &format!("etc/ssl/certs/{h:08x}.0"),
+            "/usr/share/ca-certificates/mozilla/Twin.crt",
+        ),
+        Node::symlink(
+            &format!("etc/ssl/certs/{h:08x}.2"),
+            "/usr/share/ca-certificates/mozilla/Ours.crt",
+        ),
+        Node::symlink(
+            &format!("etc/ssl/certs/{h:08x}.00"),
+            "/usr/share/ca-certificates/mozilla/Ours.crt",
+        ),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let gap = tmp.path().join("gap");
+    build(&gap, &nodes);
+    // Seventy twins at .0 to .69.
+    let crowded = tmp.path().join("crowded");
+    let mut crowd = fixtures::debian(&base);
+    for n in 0..70 {
+        let twin = TestCa::new("Corp Root CA");
+        crowd.push(Node::file(
+            &format!("usr/share/ca-certificates/mozilla/Twin{n}.crt"),
+            &twin.pem,
+        ));
+        crowd.push(Node::symlink(
+            &format!("etc/ssl/certs/{h:08x}.{n}"),
+            &format!("/usr/share/ca-certificates/mozilla/Twin{n}.crt"),
+        ));
+    }
+    build(&crowded, &crowd);
+    let others: Vec<TestCa> = (0..9).map(|i| TestCa::new(&format!("Other Root {i}"))).collect();
+    let inputs = tempfile::tempdir().unwrap();
+    let mut files = vec![ours.write(inputs.path(), "corp-root.pem")];
+    files.extend(
+        others
+            .iter()
+            .enumerate()
+            .map(|(i, ca)| ca.write(inputs.path(), &format!("other-{i}.pem"))),
+    );
+    let plan_with = |files: &[PathBuf], rootfs: &Path| {
+        let loaded = certs::load(files);
+        assert!(loaded.skipped.is_empty(), "{:?}", loaded.skipped);
+        let root = ContainerRoot::open(rootfs).unwrap();
+        installer::plan(&root, &loaded.certs, &Settings::default()).unwrap().1
+    };
+    for (root, n) in [(&gap, 1), (&crowded, 70)] {
+        let expected = vec![(format!("/etc/ssl/certs/{h:08x}.{n}"), format!("{NAME}.pem"))];
+        let one = plan_with(&files[..1], root);
+        assert_eq!(hash_links(&one, h), expected, "looked up one by one");
+        let ten = plan_with(&files, root);
+        assert_eq!(hash_links(&ten, h), expected, "from the listing");
+        // The other nine are planned alike both ways too: the whole plans agree on them.
+        let mine = |p: &Plan| p.changes.iter().filter(|c| c.summary().contains("corp-root")).count();
+        assert_eq!(mine(&one), mine(&ten));
+    }
+}
+
 #[test]
 fn distroless() {
     let base = Base::new();

@@ -2,9 +2,9 @@
 //! collide with nothing, append to bundles, create anchors and hash links. Only reads go to the
 //! root; everything else becomes a [`Change`] in the plan.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -16,7 +16,7 @@ use crate::der;
 use crate::error::Result;
 use crate::pem::{self, pem_block, Scanner};
 use crate::plan::{Change, Edit, Plan};
-use crate::rootfs::{ContainerRoot, DirEntry, FileKind};
+use crate::rootfs::{ContainerRoot, FileKind};
 
 /// Prefix of every file name we choose, so that nothing collides with the image's own names.
 pub const NAME_PREFIX: &str = "cacerts-hook-";
@@ -58,14 +58,17 @@ pub struct Planner<'a> {
     by_name: RefCell<HashMap<String, Option<BundleEntry>>>,
     /// [`Planner::entries`]' answers, by directory.
     listings: RefCell<HashMap<PathBuf, Option<Rc<Listing>>>>,
+    /// Names looked up one by one so far (see [`Planner::has_entry`]).
+    lookups: Cell<usize>,
 }
 
-/// A directory's entries, and their names for lookups.
-#[derive(Debug, Default)]
-struct Listing {
-    entries: Vec<DirEntry>,
-    names: HashSet<OsString>,
-}
+/// Up to this many certificates, [`Planner::has_entry`] looks names up one by one.
+const LOOKUP_CERTS: usize = 8;
+/// The most names [`Planner::has_entry`] looks up one by one before it lists directories.
+const MAX_LOOKUPS: usize = 64;
+
+/// The names of a directory's entries.
+type Listing = HashSet<OsString>;
 
 impl<'a> Planner<'a> {
     /// A planner with an empty plan.
@@ -80,6 +83,7 @@ impl<'a> Planner<'a> {
             held: RefCell::new(HashMap::new()),
             by_name: RefCell::new(HashMap::new()),
             listings: RefCell::new(HashMap::new()),
+            lookups: Cell::new(0),
         }
     }
 
@@ -110,12 +114,25 @@ impl<'a> Planner<'a> {
         if self.claimed.contains(path) {
             return Ok(true);
         }
-        if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+        match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) => self.has_entry(dir, name),
+            _ => Ok(self.root.symlink_metadata(path)?.is_some()),
+        }
+    }
+
+    /// True when directory `dir` (symlinks on the way followed inside the root) has an entry
+    /// `name`. For a few certificates each name is looked up (a Debian `/etc/ssl/certs` holds
+    /// hundreds of entries, and listing it costs more than the whole rest of a plan); for more,
+    /// or once [`MAX_LOOKUPS`] names have been looked up, the directory is listed once and the
+    /// listing asked. Both answer alike.
+    fn has_entry(&self, dir: &Path, name: &OsStr) -> Result<bool> {
+        if self.certs.len() > LOOKUP_CERTS || self.lookups.get() >= MAX_LOOKUPS {
             if let Some(entries) = self.entries(dir) {
-                return Ok(entries.names.contains(name));
+                return Ok(entries.contains(name));
             }
         }
-        Ok(self.root.symlink_metadata(path)?.is_some())
+        self.lookups.set(self.lookups.get() + 1);
+        Ok(self.root.symlink_metadata(dir.join(name))?.is_some())
     }
 
     /// The entries of directory `dir` (symlinks on the way followed inside the root), listed
@@ -128,10 +145,11 @@ impl<'a> Planner<'a> {
         }
         let listing = match self.root.metadata(dir) {
             Ok(None) => Some(Listing::default()),
-            Ok(Some(m)) if m.kind == FileKind::Dir => self.root.read_dir(dir).ok().map(|entries| Listing {
-                names: entries.iter().map(|e| e.name.clone()).collect(),
-                entries,
-            }),
+            Ok(Some(m)) if m.kind == FileKind::Dir => self
+                .root
+                .read_dir(dir)
+                .ok()
+                .map(|entries| entries.into_iter().map(|e| e.name).collect()),
             _ => None,
         }
         .map(Rc::new);
@@ -288,40 +306,42 @@ impl<'a> Planner<'a> {
     /// next free `N`, unless a certificate with the same SHA-1 fingerprint is already linked
     /// under that hash. With `old_hash`, the pre-1.0 (MD5) subject hash is linked too, as p11-kit
     /// does.
+    ///
+    /// Names are taken as OpenSSL looks them up: `.0`, `.1` and so on, up to the first missing
+    /// one. A link past a gap, or under another spelling of a number (`.00`), is one OpenSSL
+    /// never reads, so it neither counts as linking the certificate nor keeps its number taken.
     pub fn hash_link(&mut self, dir: &str, cert: &CaCert, target: &str, old_hash: bool) -> Result<()> {
         let mut hashes = vec![cert.subject_hash];
         if old_hash {
             hashes.extend(subject_hash_old(cert));
         }
-        let listing = self.entries(Path::new(dir)).unwrap_or_default();
-        let entries = &listing.entries;
+        let dir = Path::new(dir);
         for h in hashes {
-            let prefix = format!("{h:08x}.");
-            let mut used = HashSet::new();
+            let mut n = 0u32;
             let mut linked = false;
-            for e in entries {
-                let name = e.name.to_string_lossy();
-                let Some(n) = name.strip_prefix(&prefix).and_then(|n| n.parse::<u32>().ok()) else {
-                    continue;
-                };
-                used.insert(n);
-                let path = Path::new(dir).join(&*name);
-                if let Ok(bytes) = self.root.read_file(&path) {
+            loop {
+                let name = format!("{h:08x}.{n}");
+                if !self.has_entry(dir, OsStr::new(&name))? {
+                    break;
+                }
+                if let Ok(bytes) = self.root.read_file(dir.join(&name)) {
                     if pem::cert_ders(&bytes)
                         .first()
                         .is_some_and(|der| Sha1::digest(der)[..] == cert.sha1)
                     {
                         linked = true;
+                        break;
                     }
                 }
+                n += 1;
             }
             if linked {
                 continue;
             }
-            let n = (0..)
-                .find(|n| !used.contains(n) && !self.claimed.contains(&Path::new(dir).join(format!("{prefix}{n}"))))
-                .expect("a free number");
-            self.symlink(Path::new(dir).join(format!("{prefix}{n}")), target);
+            while self.claimed.contains(&dir.join(format!("{h:08x}.{n}"))) {
+                n += 1;
+            }
+            self.symlink(dir.join(format!("{h:08x}.{n}")), target);
         }
         Ok(())
     }
