@@ -366,6 +366,14 @@ impl Bench {
 
 impl Drop for Bench {
     fn drop(&mut self) {
+        if std::env::var_os("BENCH_KEEP").is_some() {
+            eprintln!(
+                "bench: BENCH_KEEP: leaving {} and {}",
+                self.work.display(),
+                self.run_dir.display()
+            );
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.run_dir);
         let _ = std::fs::remove_dir_all(&self.work);
     }
