@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
-use sha2::{Digest, Sha256};
 
 use crate::journal::{
-    self, random_suffix, sha256_hex, Appended, Header, Journal, NewEntry, Original, Record, Splice, Undo, Writer,
+    self, random_suffix, sha256_hex, Appended, ContentHasher, Header, Journal, NewEntry, Original, Record, Splice,
+    Undo, Writer,
 };
 use crate::plan::{Change, Edit, Plan};
 use crate::rootfs::{ContainerRoot, DirHandle, FileKind, Identity, InPlace, Meta, NewAttrs, Xattrs};
@@ -459,7 +459,7 @@ impl Tx<'_> {
     /// record, one write. Nothing is copied, and the inode keeps its owner, mode, attributes,
     /// links and birth time.
     fn append(&mut self, dir: &DirHandle, path: PathBuf, file: &InPlace, extra: &[u8]) -> Result<()> {
-        let mut hasher = Sha256::new();
+        let mut hasher = ContentHasher::new();
         let mut last = None;
         let size = file.stream(self.root.read_limit(), |chunk| {
             hasher.update(chunk);
@@ -502,7 +502,7 @@ impl Tx<'_> {
         let mut same = checked.is_some();
         let mut matched = 0;
         let mut bytes = Vec::new();
-        let mut hasher = Sha256::new();
+        let mut hasher = ContentHasher::new();
         file.stream(self.root.read_limit(), |chunk| {
             hasher.update(chunk);
             if same {
@@ -560,15 +560,15 @@ impl Tx<'_> {
 }
 
 /// What the journal keeps of a file about to be changed in place: the identity and times of
-/// `file` as opened, the `size` and SHA-256 (`hasher`, fed every byte) of its contents.
-fn original_of(file: &InPlace, size: u64, hasher: Sha256) -> Box<Appended> {
+/// `file` as opened, the `size` and digest (`hasher`, fed every byte) of its contents.
+fn original_of(file: &InPlace, size: u64, hasher: ContentHasher) -> Box<Appended> {
     let meta = &file.meta;
     Box::new(Appended {
         identity: meta.identity(),
         size,
         atime: meta.atime,
         mtime: meta.mtime,
-        sha256: hex::encode(hasher.finalize()),
+        digest: hasher.finish(),
     })
 }
 
@@ -1019,7 +1019,7 @@ impl Undoer<'_> {
         }
         // The first `keep` bytes, with what the patches overwrote put back, then the old tail,
         // must hash as the original did.
-        let mut hasher = Sha256::new();
+        let mut hasher = ContentHasher::like(&change.original.digest);
         let mut at = 0u64;
         let mut buf = Vec::new();
         file.stream(size, |chunk| {
@@ -1050,7 +1050,7 @@ impl Undoer<'_> {
             return Ok(InPlaceState::Changed);
         }
         hasher.update(change.old_tail);
-        if hex::encode(hasher.finalize()) != change.original.sha256 {
+        if hasher.finish() != change.original.digest {
             return Ok(InPlaceState::Changed);
         }
         let now = file.read_at(change.keep, (size - change.keep) as usize)?;

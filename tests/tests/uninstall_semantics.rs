@@ -210,6 +210,32 @@ fn untouched_file_gets_bytes_mode_owner_xattrs_and_times_back() {
     before.assert_same(&after, "after uninstall");
 }
 
+#[test]
+fn a_journal_with_sha256_digests_is_still_undone_exactly() {
+    // Builds before BLAKE3 recorded the original of a file changed in place by its SHA-256.
+    // Their journals are read and checked with SHA-256: the bundle is recognised as the
+    // original plus our bytes and put back, not treated as changed by the container.
+    use sha2::{Digest, Sha256};
+    let fx = Fx::new(&debian_tree());
+    let before = fx.snapshot();
+    fx.install(&append_plan());
+    let journal = std::fs::read_to_string(&fx.journal).unwrap();
+    let ours = blake3_of(IMAGE_PEM.as_bytes());
+    let new_field = format!("\"blake3\":\"{ours}\"");
+    assert!(journal.contains(&new_field), "this build records BLAKE3:\n{journal}");
+    let old_field = format!("\"sha256\":\"{}\"", hex(&Sha256::digest(IMAGE_PEM.as_bytes())));
+    std::fs::write(&fx.journal, journal.replace(&new_field, &old_field)).unwrap();
+    let report = fx.uninstall();
+    assert_eq!(report.restored, vec![PathBuf::from(format!("/{BUNDLE}"))], "{report:?}");
+    assert!(report.stripped.is_empty(), "{report:?}");
+    before.assert_same(&fx.snapshot(), "after uninstall");
+}
+
+/// BLAKE3 of `bytes`, hex.
+fn blake3_of(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
