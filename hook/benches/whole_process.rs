@@ -10,8 +10,9 @@
 //! measured command; compared commands run interleaved, in a rotating order, so that the noise
 //! of a shared machine falls on all of them alike. Results are medians; Markdown goes to standard
 //! output, progress to standard error. `BENCH_BASELINE_BIN` names another build of the binary
-//! (an earlier commit's, say): the `whole` section then runs it too, interleaved with the one
-//! measured, and prints the ratios of their medians.
+//! (an earlier commit's, say): the `whole` section then runs the two builds' hook cases against
+//! each other, interleaved, `BENCH_AB_ROUNDS` rounds (default 300: the differences looked for are
+//! a few percent, less than the noise of 30 runs), and prints the ratios of their medians.
 //!
 //! Timings are never asserted; what is asserted is correctness: every command succeeds, every
 //! root filesystem ends as it started, and no journal is left behind.
@@ -41,6 +42,14 @@ fn baseline() -> Option<&'static Path> {
     BASELINE
         .get_or_init(|| std::env::var_os("BENCH_BASELINE_BIN").map(PathBuf::from))
         .as_deref()
+}
+
+/// Rounds of the baseline comparison, from `BENCH_AB_ROUNDS` (default 300).
+fn ab_rounds() -> usize {
+    std::env::var("BENCH_AB_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300)
 }
 
 /// The Debian root filesystem: the trust store, its Java key store, and a JRE for the tool's hook.
@@ -477,32 +486,43 @@ impl Bench {
 
         eprintln!("bench: whole process: {} interleaved rounds", self.runs);
         let n_hook = hook_cases.len();
-        // The baseline's runs of the same cases, interleaved with the others.
-        let n_base = if baseline().is_some() { n_hook } else { 0 };
-        let rec = interleave(self.runs, n_hook + n_base + 4, |k, rec| {
+        let hook_case = |k: usize, by: Option<&Path>, rec: &mut Rec| {
+            let (name, root, journal) = &hook_cases[k];
+            let (label, i, u) = match by {
+                None => ("", Cmd::install(root, &self.ca, journal), Cmd::uninstall(root, journal)),
+                Some(by) => (
+                    "baseline ",
+                    Cmd::install_by(by, root, &self.ca, journal),
+                    Cmd::uninstall_by(by, root, journal),
+                ),
+            };
+            rec.push(&format!("{label}{name} install"), i.time());
+            rec.push(&format!("{label}{name} uninstall"), u.time());
+        };
+        let rec = interleave(self.runs, n_hook + 4, |k, rec| {
             if k < n_hook {
-                let (name, root, journal) = &hook_cases[k];
-                rec.push(&format!("{name} install"), Cmd::install(root, &self.ca, journal).time());
-                rec.push(&format!("{name} uninstall"), Cmd::uninstall(root, journal).time());
-            } else if k < n_hook + n_base {
-                let (name, root, journal) = &hook_cases[k - n_hook];
-                let by = baseline().expect("a baseline");
-                let i = Cmd::install_by(by, root, &self.ca, journal).time();
-                rec.push(&format!("baseline {name} install"), i);
-                let u = Cmd::uninstall_by(by, root, journal).time();
-                rec.push(&format!("baseline {name} uninstall"), u);
-            } else if k < n_hook + n_base + 2 {
-                let hooks = k == n_hook + n_base + 1;
+                hook_case(k, None, rec);
+            } else if k < n_hook + 2 {
+                let hooks = k == n_hook + 1;
                 let label = if hooks { "with hooks" } else { "without hooks" };
                 std::fs::copy(&self.ca, &anchor).expect("add the CA");
                 rec.push(&format!("uca {label} install"), uca(hooks).time());
                 std::fs::remove_file(&anchor).expect("remove the CA");
                 rec.push(&format!("uca {label} uninstall"), uca(hooks).time());
-            } else if k == n_hook + n_base + 2 {
+            } else if k == n_hook + 2 {
                 rec.push("cp", Cmd::new("cp").arg(&bundle).arg(&cp_dest).time());
             } else {
                 rec.push("true", Cmd::new("/bin/true").time());
             }
+        });
+        // The baseline against this build: only the two builds' hook runs, interleaved, many
+        // more rounds (the differences looked for are a few percent, the noise of 30 runs more).
+        let ab = baseline().map(|by| {
+            let rounds = ab_rounds();
+            eprintln!("bench: whole process: {rounds} rounds of this build against the baseline");
+            interleave(rounds, 2 * n_hook, |k, rec| {
+                hook_case(k % n_hook, (k >= n_hook).then_some(by), rec)
+            })
         });
         for (b, root) in before.iter().zip(roots) {
             b.assert_same(&Snapshot::take(root), format!("{} after the runs", root.display()));
@@ -638,8 +658,13 @@ impl Bench {
             fmt_ms(cp - floor)
         );
 
-        if let Some(by) = baseline() {
-            println!("Against the baseline `{}`, same run (medians, ms):\n", by.display());
+        if let (Some(by), Some(rec)) = (baseline(), &ab) {
+            println!(
+                "Against the baseline `{}`: {} rounds of only the two builds' runs, interleaved \
+                 (medians, ms):\n",
+                by.display(),
+                ab_rounds()
+            );
             println!("| case | install | baseline | ratio | uninstall | baseline | ratio |");
             println!("|---|---:|---:|---:|---:|---:|---:|");
             for (name, _, _) in &hook_cases {
