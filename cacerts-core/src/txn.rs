@@ -1022,8 +1022,12 @@ impl Undoer<'_> {
         let mut hasher = ContentHasher::like(&change.original.digest);
         let mut at = 0u64;
         let mut buf = Vec::new();
+        // What is past `keep` now, kept from the same pass (at most our tail's length, checked
+        // above).
+        let mut now = Vec::new();
         file.stream(size, |chunk| {
             let take = chunk.len().min(change.keep.saturating_sub(at) as usize);
+            now.extend_from_slice(&chunk[take..]);
             let end = at + take as u64;
             let mut piece = &chunk[..take];
             if change
@@ -1050,11 +1054,7 @@ impl Undoer<'_> {
             return Ok(InPlaceState::Changed);
         }
         hasher.update(change.old_tail);
-        if hasher.finish() != change.original.digest {
-            return Ok(InPlaceState::Changed);
-        }
-        let now = file.read_at(change.keep, (size - change.keep) as usize)?;
-        if now.len() as u64 != size - change.keep {
+        if hasher.finish() != change.original.digest || now.len() as u64 != size - change.keep {
             return Ok(InPlaceState::Changed);
         }
         let ours_or_old = now
