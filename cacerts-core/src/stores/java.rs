@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::keystore::{forget_checked, holdings, remember_checked, sniff, Holdings, DEFAULT_PASSWORD};
+use super::keystore::{forget_checked, holdings, remember_checked, sniff, Format, Holdings, DEFAULT_PASSWORD};
 use super::{distinct_files, probe};
 use crate::certs::{sanitize, CaCert};
 use crate::error::{Error, Result};
@@ -99,7 +99,10 @@ pub fn plan_each(root: &ContainerRoot, certs: &[CaCert], env: &[String]) -> Resu
         let entries = new_entries(&store, certs);
         drop(store);
         if !entries.is_empty() {
-            remember_checked(bytes, DEFAULT_PASSWORD);
+            if sniff(&bytes) == Some(Format::Jks) {
+                // Only a JKS store is changed in place, where the install can use the check.
+                remember_checked(bytes, DEFAULT_PASSWORD);
+            }
             changes.push(Ok(Change::EditFile {
                 path: physical,
                 edit: Edit::KeystoreAdd {
