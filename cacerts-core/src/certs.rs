@@ -470,6 +470,7 @@ fn count(haystack: &[u8], needle: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn name_abbreviations_are_the_registry_s() {
@@ -478,7 +479,6 @@ mod tests {
             assert_eq!(oid2abbrev(&oid, oid_registry()), Ok(*abbrev), "{}", oid.to_id_string());
         }
     }
-    use super::*;
 
     #[test]
     fn sanitize_names() {
