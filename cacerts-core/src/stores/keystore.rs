@@ -21,7 +21,6 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::rc::Rc;
 
 use aes::cipher::block_padding::Pkcs7;
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
@@ -224,7 +223,7 @@ const MAX_CHECKED: usize = 8;
 
 thread_local! {
     /// Store contents that passed the integrity check, with the password: what the planner read.
-    static CHECKED: RefCell<Vec<(Rc<[u8]>, String)>> = const { RefCell::new(Vec::new()) };
+    static CHECKED: RefCell<Vec<(Vec<u8>, String)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Remembers, for this thread, that the store `bytes` passed the integrity check with
@@ -236,7 +235,8 @@ pub(crate) fn remember_checked(bytes: Vec<u8>, password: &str) {
         if checked.len() == MAX_CHECKED {
             checked.remove(0);
         }
-        checked.push((bytes.into(), password.to_owned()));
+        // Moved, not copied: the planner's buffer itself is kept.
+        checked.push((bytes, password.to_owned()));
     });
 }
 
@@ -247,7 +247,7 @@ pub(crate) fn forget_checked() {
 
 /// The remembered contents of `len` bytes checked with `password`, if any; forgotten by this
 /// call (an install uses them once).
-pub(crate) fn take_checked(len: u64, password: &str) -> Option<Rc<[u8]>> {
+pub(crate) fn take_checked(len: u64, password: &str) -> Option<Vec<u8>> {
     CHECKED.with_borrow_mut(|checked| {
         let i = checked
             .iter()
