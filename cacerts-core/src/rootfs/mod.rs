@@ -130,7 +130,7 @@ impl ContainerRoot {
 
     /// Metadata of `path` itself (a final symlink is not followed). `None` if it does not exist.
     pub fn symlink_metadata(&self, path: impl AsRef<Path>) -> Result<Option<Meta>> {
-        let w = walk::walk(self.fd.as_fd(), path.as_ref(), false, true, false)?;
+        let w = walk::walk(self.fd.as_fd(), self.backend, path.as_ref(), false, true, false)?;
         if !w.missing.is_empty() {
             return Ok(None);
         }
@@ -143,13 +143,13 @@ impl ContainerRoot {
     /// The canonical form of `path` inside the root: symlinks resolved as the container would,
     /// no `.` or `..`. Trailing components that do not exist yet are kept as given.
     pub fn canonicalize(&self, path: impl AsRef<Path>) -> Result<PathBuf> {
-        Ok(walk::walk(self.fd.as_fd(), path.as_ref(), true, true, false)?.full_path())
+        Ok(walk::walk(self.fd.as_fd(), self.backend, path.as_ref(), true, true, false)?.full_path())
     }
 
     /// Reads the target of the symlink at `path`.
     pub fn read_link(&self, path: impl AsRef<Path>) -> Result<PathBuf> {
         let path = path.as_ref();
-        let w = walk::walk(self.fd.as_fd(), path, false, false, false)?;
+        let w = walk::walk(self.fd.as_fd(), self.backend, path, false, false, false)?;
         match w.steps.last() {
             Some(s) if s.meta.kind == FileKind::Symlink => {
                 let t = rustix::fs::readlinkat(&s.fd, "", Vec::new()).map_err(|e| Error::io("readlink", path, e))?;
@@ -173,7 +173,7 @@ impl ContainerRoot {
 
     /// Resolves `path` to a regular file's parent directory, name and metadata, for `f`.
     fn with_regular<T>(&self, path: &Path, f: impl FnOnce(BorrowedFd<'_>, &OsStr, &Meta) -> Result<T>) -> Result<T> {
-        let w = walk::walk(self.fd.as_fd(), path, true, false, false)?;
+        let w = walk::walk(self.fd.as_fd(), self.backend, path, true, false, false)?;
         let Some(step) = w.steps.last() else {
             return Err(Error::unsafe_tree(
                 path,
@@ -240,7 +240,7 @@ impl ContainerRoot {
     /// Resolves the parent directory of `path` for creating entries: symlinks on the way are
     /// followed inside the root, components that do not exist are reported, not created.
     pub(crate) fn plan_parent(&self, path: &Path) -> Result<(PathBuf, Vec<OsString>, Meta)> {
-        let w = walk::walk(self.fd.as_fd(), path, true, true, false)?;
+        let w = walk::walk(self.fd.as_fd(), self.backend, path, true, true, false)?;
         let meta = match w.steps.last() {
             Some(s) => s.meta,
             None => self.root_meta()?,

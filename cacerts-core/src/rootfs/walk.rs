@@ -15,6 +15,13 @@
 //! The walk also yields the canonical in-root path, which is what the journal records; the
 //! `openat2` mechanism then re-resolves journaled paths with `RESOLVE_NO_SYMLINKS`, so a path that
 //! gained a symlink since it was recorded is refused rather than followed.
+//!
+//! With `openat2`, a walk first asks the kernel for the parent directory with
+//! `RESOLVE_NO_SYMLINKS`: most paths asked for are canonical already, and then the parent is
+//! reached in one call instead of one per component, and its path is the one given. Anything else
+//! (a symlink or `..` on the way, a component missing or not a directory, a final symlink to
+//! follow) is walked one component at a time as above, so the outcome and its errors are the
+//! user-space walk's.
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
@@ -59,6 +66,9 @@ fn in_root() -> ResolveFlags {
 /// One entry reached by a walk.
 pub(crate) struct Step {
     pub fd: OwnedFd,
+    /// Its path below the step before it (or the root): one component, or several for a
+    /// directory the kernel reached in one `openat2` call. When the walk reached the path's last
+    /// component, that step's is the component.
     pub name: OsString,
     pub meta: Meta,
 }
@@ -115,7 +125,7 @@ pub(crate) fn components(path: &Path) -> Result<VecDeque<OsString>> {
         .collect())
 }
 
-/// Walks `path` from `root` in user space. See the module documentation.
+/// Walks `path` from `root`. See the module documentation.
 ///
 /// `follow_final` decides whether a symlink in the last position is followed. With
 /// `allow_missing`, the walk stops at the first component that does not exist and reports the
@@ -123,12 +133,93 @@ pub(crate) fn components(path: &Path) -> Result<VecDeque<OsString>> {
 /// on the way is an error.
 pub(crate) fn walk(
     root: BorrowedFd<'_>,
+    backend: Backend,
     path: &Path,
     follow_final: bool,
     allow_missing: bool,
     no_symlinks: bool,
 ) -> Result<Walked> {
     let mut pending = components(path)?;
+    if backend == Backend::Openat2 {
+        if let Some(w) = walk_canonical_parent(root, pending.make_contiguous(), follow_final, allow_missing) {
+            return Ok(w);
+        }
+    }
+    walk_user_space(root, path, pending, follow_final, allow_missing, no_symlinks)
+}
+
+/// The `openat2` shortcut of [`walk`]: the parent of `components` opened with symlinks refused,
+/// then the last component as the user-space walk takes it. `None` for anything that is not that
+/// plain case, which the user-space walk then handles (and reports) from the start.
+fn walk_canonical_parent(
+    root: BorrowedFd<'_>,
+    components: &[OsString],
+    follow_final: bool,
+    allow_missing: bool,
+) -> Option<Walked> {
+    let (last, parents) = components.split_last()?;
+    if components.iter().any(|c| c == "..") {
+        return None;
+    }
+    let mut steps = Vec::with_capacity(2);
+    if !parents.is_empty() {
+        let mut rel = PathBuf::with_capacity(parents.iter().map(|p| p.len() + 1).sum());
+        rel.extend(parents);
+        let how = in_root() | ResolveFlags::NO_SYMLINKS;
+        let fd = openat2(
+            root,
+            &rel,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            how,
+        )
+        .ok()?;
+        let meta = Meta::from_stat(&fstat(&fd).ok()?);
+        steps.push(Step {
+            fd,
+            name: rel.into_os_string(),
+            meta,
+        });
+    }
+    let dir = steps.last().map(|s| s.fd.as_fd()).unwrap_or(root);
+    match openat(
+        dir,
+        last,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => {
+            let meta = Meta::from_stat(&fstat(&fd).ok()?);
+            if meta.kind == FileKind::Symlink && follow_final {
+                return None;
+            }
+            steps.push(Step {
+                fd,
+                name: last.clone(),
+                meta,
+            });
+            Some(Walked {
+                steps,
+                missing: Vec::new(),
+            })
+        }
+        Err(Errno::NOENT) if allow_missing => Some(Walked {
+            steps,
+            missing: vec![last.clone()],
+        }),
+        Err(_) => None,
+    }
+}
+
+/// The user-space walk of [`walk`], one component at a time.
+fn walk_user_space(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    mut pending: VecDeque<OsString>,
+    follow_final: bool,
+    allow_missing: bool,
+    no_symlinks: bool,
+) -> Result<Walked> {
     let mut steps: Vec<Step> = Vec::new();
     let mut links = 0usize;
     while let Some(name) = pending.pop_front() {
@@ -249,7 +340,7 @@ pub(crate) fn open_canonical_dir(root: BorrowedFd<'_>, backend: Backend, path: &
             }
         }
         Backend::Walk => {
-            let mut w = walk(root, path, false, false, true)?;
+            let mut w = walk(root, backend, path, false, false, true)?;
             match w.steps.pop() {
                 Some(s) => s.fd,
                 None => rustix::io::fcntl_dupfd_cloexec(root, 0).map_err(|e| Error::io("dup", path, e))?,
@@ -289,7 +380,7 @@ pub(crate) fn open_follow(root: BorrowedFd<'_>, backend: Backend, path: &Path) -
             }
         }
         Backend::Walk => {
-            let mut w = walk(root, path, true, true, false)?;
+            let mut w = walk(root, backend, path, true, true, false)?;
             if !w.missing.is_empty() {
                 return Ok(None);
             }
@@ -300,5 +391,128 @@ pub(crate) fn open_follow(root: BorrowedFd<'_>, backend: Backend, path: &Path) -
                 )),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    /// A tree with every kind of link a walk meets: relative and absolute, to files and to
+    /// directories, out of the root with `..` and `/`, dangling, looping, and a file where a
+    /// directory is expected.
+    fn tree() -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("etc/ssl/certs")).unwrap();
+        std::fs::create_dir_all(r.join("usr/share/ca-certificates")).unwrap();
+        std::fs::write(r.join("etc/ssl/certs/ca.crt"), "ca").unwrap();
+        std::fs::write(r.join("etc/file-as-dir"), "file").unwrap();
+        for (link, target) in [
+            ("etc/ssl/certs/link.pem", "ca.crt"),
+            ("etc/ssl/certs/abs.pem", "/etc/ssl/certs/ca.crt"),
+            ("etc/ssl/cert.pem", "certs/ca.crt"),
+            ("etc/alt", "ssl"),
+            ("etc/up", "../../../../etc"),
+            ("etc/abs", "/"),
+            ("etc/dangling", "/nonexistent/x"),
+            ("etc/loop1", "loop2"),
+            ("etc/loop2", "loop1"),
+        ] {
+            symlink(target, r.join(link)).unwrap();
+        }
+        tmp
+    }
+
+    const PATHS: &[&str] = &[
+        "/",
+        "/etc",
+        "/etc/ssl/certs/ca.crt",
+        "/etc/ssl/certs/link.pem",
+        "/etc/ssl/certs/abs.pem",
+        "/etc/ssl/cert.pem",
+        "/etc/alt",
+        "/etc/alt/certs/ca.crt",
+        "/etc/up/ssl/certs/ca.crt",
+        "/etc/abs/etc/ssl/cert.pem",
+        "/etc/dangling",
+        "/etc/dangling/more",
+        "/etc/loop1",
+        "/etc/loop1/x",
+        "/etc/file-as-dir",
+        "/etc/file-as-dir/x",
+        "/etc/ssl/certs/missing",
+        "/etc/ssl/missing/a/b",
+        "/missing",
+        "/etc/../etc/ssl/certs/ca.crt",
+        "/etc/missing/../x",
+        "/etc/ssl/./certs/ca.crt",
+        "/etc/ssl/certs/ca.crt/",
+        "/usr/share/ca-certificates/new.crt",
+        "relative/path",
+    ];
+
+    /// What a walk came to, as far as its callers can tell: the paths, the last entry reached
+    /// and, when that is the path's last component, its name and the directory holding it.
+    fn outcome(w: Result<Walked>) -> String {
+        match w {
+            Ok(w) => {
+                let reached = w.missing.is_empty();
+                let last = w.steps.last().map(|s| {
+                    let name = if reached { Some(&s.name) } else { None };
+                    format!("{name:?} {:?} {} {}", s.meta.kind, s.meta.ino, s.meta.mode)
+                });
+                let parent_ino = match w.steps.len().checked_sub(2) {
+                    Some(i) if reached => Some(w.steps[i].meta.ino),
+                    _ => None,
+                };
+                format!(
+                    "{:?} {:?} {:?} last {last:?} parent {parent_ino:?}",
+                    w.existing_path(),
+                    w.full_path(),
+                    w.missing
+                )
+            }
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    /// The `openat2` shortcut changes how a walk is done, never what it comes to: every path, with
+    /// every combination of flags, walks to the same place (or fails with the same error) with
+    /// and without it.
+    #[test]
+    fn the_openat2_shortcut_walks_to_where_the_user_space_walk_does() {
+        let tmp = tree();
+        let root = rustix::fs::open(tmp.path(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        assert_eq!(
+            Backend::probe(root.as_fd()),
+            Backend::Openat2,
+            "this kernel has openat2"
+        );
+        let mut shortcuts = 0;
+        for path in PATHS {
+            for flags in 0..8 {
+                let (follow_final, allow_missing, no_symlinks) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
+                let path = Path::new(path);
+                let both = [Backend::Openat2, Backend::Walk]
+                    .map(|b| outcome(walk(root.as_fd(), b, path, follow_final, allow_missing, no_symlinks)));
+                assert_eq!(
+                    both[0], both[1],
+                    "{path:?} follow_final {follow_final} allow_missing {allow_missing} no_symlinks {no_symlinks}"
+                );
+                let Ok(mut pending) = components(path) else {
+                    continue;
+                };
+                if walk_canonical_parent(root.as_fd(), pending.make_contiguous(), follow_final, allow_missing).is_some()
+                {
+                    shortcuts += 1;
+                }
+            }
+        }
+        // The comparison is only worth something if the shortcut was taken, and not always.
+        assert!(shortcuts >= 40, "the shortcut was taken {shortcuts} times");
+        assert!(shortcuts < PATHS.len() * 8, "the shortcut was taken every time");
     }
 }
