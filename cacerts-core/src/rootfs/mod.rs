@@ -212,7 +212,9 @@ impl ContainerRoot {
         )
         .map_err(|e| Error::io("open directory", path, e))?;
         let mut out = Vec::new();
-        for entry in rustix::fs::Dir::read_from(&dir).map_err(|e| Error::io("read directory", path, e))? {
+        // `Dir::new` reads from this descriptor, which is ours alone; `read_from` would open the
+        // directory once more, for a file position of its own.
+        for entry in rustix::fs::Dir::new(dir).map_err(|e| Error::io("read directory", path, e))? {
             let entry = entry.map_err(|e| Error::io("read directory", path, e))?;
             let name = OsStr::from_bytes(entry.file_name().to_bytes());
             if name == "." || name == ".." {
@@ -221,7 +223,7 @@ impl ContainerRoot {
             // The entry's type as getdents reports it; only file systems that do not report
             // it cost a stat.
             let kind = match FileKind::from_type(entry.file_type()) {
-                FileKind::Unknown => match statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                FileKind::Unknown => match statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) {
                     Ok(st) => Meta::from_stat(&st).kind,
                     Err(Errno::NOENT) => continue,
                     Err(e) => return Err(Error::io("stat", path.join(name), e)),
