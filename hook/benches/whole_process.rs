@@ -44,6 +44,9 @@ fn baseline() -> Option<&'static Path> {
         .as_deref()
 }
 
+/// Copies of each build the baseline comparison runs from, one per round in turn.
+const AB_COPIES: usize = 10;
+
 /// Rounds of the baseline comparison, from `BENCH_AB_ROUNDS` (default 300).
 fn ab_rounds() -> usize {
     std::env::var("BENCH_AB_ROUNDS")
@@ -486,22 +489,16 @@ impl Bench {
 
         eprintln!("bench: whole process: {} interleaved rounds", self.runs);
         let n_hook = hook_cases.len();
-        let hook_case = |k: usize, by: Option<&Path>, rec: &mut Rec| {
+        let hook_case = |k: usize, by: &Path, label: &str, rec: &mut Rec| {
             let (name, root, journal) = &hook_cases[k];
-            let (label, i, u) = match by {
-                None => ("", Cmd::install(root, &self.ca, journal), Cmd::uninstall(root, journal)),
-                Some(by) => (
-                    "baseline ",
-                    Cmd::install_by(by, root, &self.ca, journal),
-                    Cmd::uninstall_by(by, root, journal),
-                ),
-            };
-            rec.push(&format!("{label}{name} install"), i.time());
-            rec.push(&format!("{label}{name} uninstall"), u.time());
+            let i = Cmd::install_by(by, root, &self.ca, journal).time();
+            rec.push(&format!("{label}{name} install"), i);
+            let u = Cmd::uninstall_by(by, root, journal).time();
+            rec.push(&format!("{label}{name} uninstall"), u);
         };
         let rec = interleave(self.runs, n_hook + 4, |k, rec| {
             if k < n_hook {
-                hook_case(k, None, rec);
+                hook_case(k, bin(), "", rec);
             } else if k < n_hook + 2 {
                 let hooks = k == n_hook + 1;
                 let label = if hooks { "with hooks" } else { "without hooks" };
@@ -515,13 +512,41 @@ impl Bench {
                 rec.push("true", Cmd::new("/bin/true").time());
             }
         });
-        // The baseline against this build: only the two builds' hook runs, interleaved, many
-        // more rounds (the differences looked for are a few percent, the noise of 30 runs more).
+        // The baseline against this build: only the builds' hook runs, interleaved, many more
+        // rounds (the differences looked for are a few percent, the noise of 30 runs more). The
+        // same bytes run from two files were measured up to 10 % apart on this machine, steadily
+        // over hundreds of rounds (where the page cache keeps a file matters), so each build runs
+        // from AB_COPIES copies made together on the tmpfs, one per round in turn; a second set
+        // of copies of this build is the control, whose ratio is the comparison's own error.
         let ab = baseline().map(|by| {
             let rounds = ab_rounds();
-            eprintln!("bench: whole process: {rounds} rounds of this build against the baseline");
-            interleave(rounds, 2 * n_hook, |k, rec| {
-                hook_case(k % n_hook, (k >= n_hook).then_some(by), rec)
+            let dir = self.run_dir.join("builds");
+            std::fs::create_dir_all(&dir).expect("create the builds' directory");
+            let builds: Vec<(&str, Vec<PathBuf>)> = [("", bin()), ("baseline ", by), ("control ", bin())]
+                .into_iter()
+                .enumerate()
+                .map(|(n, (label, from))| {
+                    let copies = (0..AB_COPIES)
+                        .map(|c| {
+                            let to = dir.join(format!("cacerts-hook-{n}-{c}"));
+                            std::fs::copy(from, &to).expect("copy a build");
+                            to
+                        })
+                        .collect();
+                    (label, copies)
+                })
+                .collect();
+            eprintln!(
+                "bench: whole process: {rounds} rounds of this build, the baseline and the control, \
+                 {AB_COPIES} copies each"
+            );
+            let contestants = builds.len() * n_hook;
+            let mut turn = 0;
+            interleave(rounds, contestants, |k, rec| {
+                let round = turn / contestants;
+                turn += 1;
+                let (label, copies) = &builds[k / n_hook];
+                hook_case(k % n_hook, &copies[round % AB_COPIES], label, rec)
             })
         });
         for (b, root) in before.iter().zip(roots) {
@@ -660,30 +685,34 @@ impl Bench {
 
         if let (Some(by), Some(rec)) = (baseline(), &ab) {
             println!(
-                "Against the baseline `{}`: {} rounds of only the two builds' runs, interleaved \
-                 (medians, ms):\n",
+                "Against the baseline `{}`: {} rounds of only the builds' runs, interleaved, each \
+                 build from {AB_COPIES} copies in turn; the control is this build again from \
+                 copies of its own, so its ratio is the comparison's own error (medians, ms):\n",
                 by.display(),
                 ab_rounds()
             );
-            println!("| case | install | baseline | ratio | uninstall | baseline | ratio |");
-            println!("|---|---:|---:|---:|---:|---:|---:|");
+            println!(
+                "| case | install | baseline | ratio | control ratio | uninstall | baseline | ratio | control ratio |"
+            );
+            println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
             for (name, _, _) in &hook_cases {
-                let (i, bi) = (
-                    rec.median(&format!("{name} install")),
-                    rec.median(&format!("baseline {name} install")),
-                );
-                let (u, bu) = (
-                    rec.median(&format!("{name} uninstall")),
-                    rec.median(&format!("baseline {name} uninstall")),
+                let m = |label: &str, op: &str| rec.median(&format!("{label}{name} {op}"));
+                let (i, bi, ci) = (m("", "install"), m("baseline ", "install"), m("control ", "install"));
+                let (u, bu, cu) = (
+                    m("", "uninstall"),
+                    m("baseline ", "uninstall"),
+                    m("control ", "uninstall"),
                 );
                 println!(
-                    "| {name} | {} | {} | {:.2}x | {} | {} | {:.2}x |",
+                    "| {name} | {} | {} | {:.2}x | {:.2}x | {} | {} | {:.2}x | {:.2}x |",
                     fmt_ms(i),
                     fmt_ms(bi),
                     i / bi,
+                    i / ci,
                     fmt_ms(u),
                     fmt_ms(bu),
-                    u / bu
+                    u / bu,
+                    u / cu
                 );
             }
             println!();
