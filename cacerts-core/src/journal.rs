@@ -37,6 +37,7 @@ pub(crate) struct Header {
     pub format: String,
     pub version: u32,
     /// Canonical host path of the rootfs the journal belongs to.
+    #[serde(with = "path_bytes")]
     pub rootfs: PathBuf,
     /// Device number of the rootfs directory when the journal was written.
     pub root_dev: u64,
@@ -149,8 +150,13 @@ pub(crate) enum Undo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum NewEntry {
-    File { sha256: String },
-    Symlink { target: PathBuf },
+    File {
+        sha256: String,
+    },
+    Symlink {
+        #[serde(with = "path_bytes")]
+        target: PathBuf,
+    },
 }
 
 /// One journal record.
@@ -159,16 +165,22 @@ pub(crate) enum NewEntry {
 pub(crate) enum Record {
     /// A directory whose entries are about to change, with its times before any change.
     DirTimes {
+        #[serde(with = "path_bytes")]
         path: PathBuf,
         identity: Identity,
         atime: Time,
         mtime: Time,
     },
     /// About to create directory `path`.
-    Mkdir { id: u32, path: PathBuf },
+    Mkdir {
+        id: u32,
+        #[serde(with = "path_bytes")]
+        path: PathBuf,
+    },
     /// About to create `temp` beside `path` and rename it to `path` (never replacing anything).
     Create {
         id: u32,
+        #[serde(with = "path_bytes")]
         path: PathBuf,
         temp: String,
         entry: NewEntry,
@@ -176,6 +188,7 @@ pub(crate) enum Record {
     /// About to replace the regular file `path` by `temp`, renamed over it.
     Edit {
         id: u32,
+        #[serde(with = "path_bytes")]
         path: PathBuf,
         temp: String,
         original: Box<Original>,
@@ -186,6 +199,7 @@ pub(crate) enum Record {
     /// no other name and is not a mount point).
     Append {
         id: u32,
+        #[serde(with = "path_bytes")]
         path: PathBuf,
         original: Box<Appended>,
         #[serde(with = "base64_bytes")]
@@ -198,6 +212,7 @@ pub(crate) enum Record {
     /// entry count and writes the new entries over its old integrity hash.
     Patch {
         id: u32,
+        #[serde(with = "path_bytes")]
         path: PathBuf,
         original: Box<Appended>,
         keep: u64,
@@ -529,6 +544,66 @@ mod hex_list {
     }
 }
 
+/// Paths inside the container (and the host path of its root) as JSON strings when they are
+/// UTF-8, as in every journal before, and as `{"bytes": "<base64>"}` when they are not: a name in
+/// an image may be any bytes but `/` and NUL, and such a path must be journaled like any other.
+mod path_bytes {
+    use std::ffi::OsString;
+    use std::fmt;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::{Path, PathBuf};
+
+    use base64::Engine;
+    use serde::de::{self, MapAccess, Visitor};
+    use serde::ser::SerializeMap;
+    use serde::{Deserializer, Serializer};
+
+    const BYTES: &str = "bytes";
+
+    pub fn serialize<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+        match p.to_str() {
+            Some(text) => s.serialize_str(text),
+            None => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry(BYTES, &crate::pem::BASE64.encode(p.as_os_str().as_bytes()))?;
+                m.end()
+            }
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        d.deserialize_any(PathVisitor)
+    }
+
+    struct PathVisitor;
+
+    impl<'de> Visitor<'de> for PathVisitor {
+        type Value = PathBuf;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(r#"a path: a string, or {"bytes": base64}"#)
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<PathBuf, E> {
+            Ok(PathBuf::from(v))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PathBuf, A::Error> {
+            let mut bytes = None;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key != BYTES || bytes.is_some() {
+                    return Err(de::Error::custom(format!("unexpected key {key:?} in a path")));
+                }
+                let text = map.next_value::<std::borrow::Cow<'de, str>>()?;
+                let raw = crate::pem::BASE64.decode(text.as_bytes()).map_err(de::Error::custom)?;
+                bytes = Some(raw);
+            }
+            let raw = bytes.ok_or_else(|| de::Error::missing_field(BYTES))?;
+            Ok(PathBuf::from(OsString::from_vec(raw)))
+        }
+    }
+}
+
 /// Bytes as base64: a fragment of a thousand certificates is most of a megabyte, which hex
 /// would double and encode and decode several times slower.
 mod base64_bytes {
@@ -566,5 +641,58 @@ mod hex_pairs {
                 Ok((OsString::from_vec(n), v))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    use super::*;
+
+    fn mkdir(path: &Path) -> Record {
+        Record::Mkdir {
+            id: 7,
+            path: path.to_owned(),
+        }
+    }
+
+    fn path_of(line: &str) -> PathBuf {
+        match serde_json::from_str(line).expect("a record") {
+            Record::Mkdir { path, .. } => path,
+            other => panic!("not a mkdir record: {other:?}"),
+        }
+    }
+
+    /// A UTF-8 path is a plain string, as in every journal written before paths could be bytes,
+    /// so that those are read as they were; any other path round-trips by its bytes.
+    #[test]
+    fn paths_are_strings_when_utf8_and_bytes_otherwise() {
+        let plain = Path::new("/etc/ssl/certs/ca-certificates.crt");
+        let line = serde_json::to_string(&mkdir(plain)).unwrap();
+        assert_eq!(
+            line,
+            r#"{"op":"mkdir","id":7,"path":"/etc/ssl/certs/ca-certificates.crt"}"#
+        );
+        assert_eq!(path_of(&line), plain);
+
+        let odd = Path::new(OsStr::from_bytes(b"/etc/ssl/c\xff/\x80\xfe.crt"));
+        let line = serde_json::to_string(&mkdir(odd)).unwrap();
+        assert!(line.contains(r#""path":{"bytes":""#), "{line}");
+        assert_eq!(path_of(&line), odd);
+    }
+
+    #[test]
+    fn a_malformed_path_is_an_error_not_a_guess() {
+        for line in [
+            r#"{"op":"mkdir","id":7,"path":{"bytes":"not base64!"}}"#,
+            r#"{"op":"mkdir","id":7,"path":{"text":"/etc"}}"#,
+            r#"{"op":"mkdir","id":7,"path":{"bytes":"L2V0Yw==","bytes":"L2V0Yw=="}}"#,
+            r#"{"op":"mkdir","id":7,"path":{}}"#,
+            r#"{"op":"mkdir","id":7,"path":17}"#,
+        ] {
+            assert!(serde_json::from_str::<Record>(line).is_err(), "{line} was accepted");
+        }
     }
 }

@@ -96,3 +96,83 @@ fn journal_inside_the_root_is_refused_before_any_change() {
     }
     before.assert_same(&Snapshot::take(&rootfs), "after refused installs");
 }
+
+/// A name in an image may be any bytes but `/` and NUL. A trust store under a directory whose
+/// name is not UTF-8, and new entries named so, are installed, journaled and undone like any
+/// other (the journal once refused to serialize such a path, halfway through an install).
+#[test]
+fn names_that_are_not_utf8_are_journaled_and_undone() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::PathBuf;
+
+    let odd = |prefix: &str, name: &[u8]| {
+        let mut p = PathBuf::from(prefix);
+        p.push(OsStr::from_bytes(name));
+        p
+    };
+    for backend in [cacerts_core::Backend::Openat2, cacerts_core::Backend::Walk] {
+        let tmp = tempfile::tempdir().unwrap();
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir(&rootfs).unwrap();
+        build(&rootfs, &[Node::dir("usr/local/share/ca-certificates")]);
+        // /etc/ssl/certs -> "c\xff", which holds the bundle.
+        let store = odd("etc/ssl", b"c\xff");
+        std::fs::create_dir_all(rootfs.join(&store)).unwrap();
+        std::fs::write(
+            rootfs.join(&store).join("ca-certificates.crt"),
+            "-----BEGIN CERTIFICATE-----\nIMAGE\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(OsStr::from_bytes(b"c\xff"), rootfs.join("etc/ssl/certs")).unwrap();
+        age(&rootfs);
+        let before = Snapshot::take(&rootfs);
+        let journal = tmp.path().join("state/j.json");
+
+        let anchor_dir = odd("/usr/local/share/ca-certificates", b"dir-\xfe");
+        let anchor = anchor_dir.join(OsStr::from_bytes(b"ca-\xfd.crt"));
+        let mut plan = Plan::new();
+        plan.push(Change::CreateDir {
+            path: anchor_dir.clone(),
+        });
+        plan.push(Change::CreateFile {
+            path: anchor.clone(),
+            contents: PEM.to_vec(),
+            mode: 0o644,
+        });
+        plan.push(Change::CreateSymlink {
+            path: odd("/etc/ssl/certs", b"link-\xfc.pem"),
+            target: anchor.clone(),
+        });
+        plan.push(Change::EditFile {
+            path: "/etc/ssl/certs/ca-certificates.crt".into(),
+            edit: Edit::Append(PEM.to_vec()),
+        });
+
+        let root = ContainerRoot::open_with_backend(&rootfs, backend).unwrap();
+        let report = install(&root, &plan, &journal, &Default::default())
+            .unwrap_or_else(|e| panic!("[{backend:?}] install: {e}"));
+        assert_eq!(
+            report.edited,
+            vec![PathBuf::from("/").join(&store).join("ca-certificates.crt")],
+            "[{backend:?}] the bundle is edited under its canonical, non-UTF-8 path"
+        );
+        assert_eq!(
+            std::fs::read(rootfs.join(anchor.strip_prefix("/").unwrap())).unwrap(),
+            PEM
+        );
+        let link = rootfs.join(&store).join(OsStr::from_bytes(b"link-\xfc.pem"));
+        assert_eq!(std::fs::read_link(&link).unwrap(), anchor, "[{backend:?}]");
+        let text = std::fs::read(&journal).unwrap();
+        assert!(
+            text.windows(9).any(|w| w == br#"{"bytes":"#),
+            "[{backend:?}] the journal names the paths by their bytes"
+        );
+
+        let root = ContainerRoot::open_with_backend(&rootfs, backend).unwrap();
+        let report = uninstall(&root, &journal).unwrap_or_else(|e| panic!("[{backend:?}] uninstall: {e}"));
+        assert!(report.kept.is_empty(), "[{backend:?}] {:?}", report.kept);
+        before.assert_same(&Snapshot::take(&rootfs), format!("[{backend:?}] after uninstall"));
+        assert!(!journal.exists(), "[{backend:?}]");
+    }
+}
