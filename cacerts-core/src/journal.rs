@@ -399,7 +399,38 @@ fn sync_parent(path: &Path) -> Result<()> {
 pub(crate) struct Writer {
     path: PathBuf,
     file: File,
+    /// Bytes in the journal: where the next line starts.
+    len: u64,
 }
+
+/// Serializes as [`Record::Batch`] does, borrowing the records instead of owning copies.
+#[derive(Serialize)]
+#[serde(tag = "op", rename = "batch")]
+struct BatchRef<'a> {
+    records: &'a [Record],
+}
+
+/// Counts the bytes written through it.
+struct Counted<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The buffer a journal line is written out through: a line of one CA's records is one write; a
+/// thousand certificates' append (most of a megabyte in base64) is never held whole.
+const LINE_BUFFER: usize = 64 << 10;
 
 impl Writer {
     /// Creates the journal at `path` (which must not exist) with `header`, atomically.
@@ -439,6 +470,7 @@ impl Writer {
         Ok(Writer {
             path: path.to_owned(),
             file,
+            len: line.len() as u64,
         })
     }
 
@@ -447,24 +479,44 @@ impl Writer {
         self.append_all(std::slice::from_ref(record))
     }
 
-    /// Appends records with one write and one flush, as one line (a `batch` record when there
-    /// are several), so that a crash tears all of them or none: none of the changes they
-    /// describe has started before this returns.
+    /// Appends records as one line (a `batch` record when there are several) and one flush, so
+    /// that a crash tears all of them or none: none of the changes they describe has started
+    /// before this returns. A line that fails to be written whole is cut off again, so that the
+    /// journal stays readable for the records that follow it (a rollback's own).
     pub fn append_all(&mut self, records: &[Record]) -> Result<()> {
         failpoint::hit()?;
-        let mut lines = match records {
-            [one] => serde_json::to_vec(one),
-            many => serde_json::to_vec(&Record::Batch { records: many.to_vec() }),
+        match self.write_line(records).and_then(|n| self.file.sync_data().map(|()| n)) {
+            Ok(n) => {
+                self.len += n;
+                Ok(())
+            }
+            Err(source) => {
+                let _ = self.file.set_len(self.len);
+                Err(Error::JournalIo {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
         }
-        .expect("journal records serialize");
-        lines.push(b'\n');
-        self.file
-            .write_all(&lines)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|source| Error::JournalIo {
-                path: self.path.clone(),
-                source,
-            })
+    }
+
+    /// Writes one line of `records`; returns its length.
+    fn write_line(&mut self, records: &[Record]) -> std::io::Result<u64> {
+        let mut out = std::io::BufWriter::with_capacity(
+            LINE_BUFFER,
+            Counted {
+                inner: &self.file,
+                count: 0,
+            },
+        );
+        match records {
+            [one] => serde_json::to_writer(&mut out, one),
+            many => serde_json::to_writer(&mut out, &BatchRef { records: many }),
+        }
+        .map_err(std::io::Error::from)?;
+        out.write_all(b"\n")?;
+        let counted = out.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+        Ok(counted.count)
     }
 
     /// Writes a backup of a file's original bytes beside the journal, flushed, mode 0600.
@@ -497,9 +549,14 @@ pub(crate) fn reopen(path: &Path) -> Result<Writer> {
             path: path.to_owned(),
             source,
         })?;
+    let len = file.metadata().map_err(|source| Error::JournalIo {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(Writer {
         path: path.to_owned(),
         file,
+        len: len.len(),
     })
 }
 
@@ -610,8 +667,10 @@ mod base64_bytes {
     use base64::Engine;
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Encoded as it is written out: serde_json's `collect_str` writes the text through, so no
+    /// copy of it is held.
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::pem::BASE64.encode(v))
+        s.collect_str(&base64::display::Base64Display::new(v, &crate::pem::BASE64))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
@@ -681,6 +740,22 @@ mod tests {
         let line = serde_json::to_string(&mkdir(odd)).unwrap();
         assert!(line.contains(r#""path":{"bytes":""#), "{line}");
         assert_eq!(path_of(&line), odd);
+    }
+
+    /// A batch is written from borrowed records, and read back as the batch record it must be.
+    #[test]
+    fn a_borrowed_batch_is_written_as_a_batch_record() {
+        let records = vec![mkdir(Path::new("/a")), mkdir(Path::new("/b"))];
+        let borrowed = serde_json::to_string(&BatchRef { records: &records }).unwrap();
+        let owned = serde_json::to_string(&Record::Batch {
+            records: records.clone(),
+        })
+        .unwrap();
+        assert_eq!(borrowed, owned);
+        match serde_json::from_str(&borrowed).unwrap() {
+            Record::Batch { records: back } => assert_eq!(back.len(), 2),
+            other => panic!("not a batch: {other:?}"),
+        }
     }
 
     #[test]

@@ -472,12 +472,18 @@ impl Tx<'_> {
         fragment.extend_from_slice(extra);
         self.touch(dir)?;
         let id = self.id();
-        self.writer.append(&Record::Append {
+        let record = Record::Append {
             id,
-            path: path.clone(),
+            path,
             original: original_of(file, size, hasher),
-            fragment: fragment.clone(),
-        })?;
+            fragment,
+        };
+        self.writer.append(&record)?;
+        // The record's own copy is what is written: a thousand certificates are most of a
+        // megabyte, not to be held twice.
+        let Record::Append { path, fragment, .. } = record else {
+            unreachable!("the record built above")
+        };
         file.write_at(size, &fragment, self.options.durable)?;
         self.report.edited.push(path);
         Ok(())

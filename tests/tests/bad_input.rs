@@ -403,3 +403,56 @@ fn a_fifo_at_the_journal_path_is_refused_without_waiting() {
     let err = result.unwrap_err();
     assert!(err.contains("not a regular file"), "{err}");
 }
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct SmallTmpfs(PathBuf);
+
+impl SmallTmpfs {
+    fn mount(at: &Path, size: &str) -> SmallTmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mount a tmpfs at {} (the tests run as root)", at.display());
+        SmallTmpfs(at.to_owned())
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The journal's file system filling up in the middle of a record (a large append: most of a
+/// megabyte for a thousand certificates) refuses the install with the cause named, and leaves
+/// the tree as it was and no journal behind.
+#[test]
+fn a_journal_file_system_that_fills_up_refuses_the_install_and_changes_nothing() {
+    let fx = Fx::new();
+    let state = fx.tmp.path().join("small-state");
+    let _mount = SmallTmpfs::mount(&state, "16k");
+    let journal = state.join("ctr.journal");
+    // About 100 KB to append: its record does not fit in 16 KiB; the first ones do.
+    let big: Vec<u8> = PEM.iter().copied().cycle().take(PEM.len() * 1500).collect();
+    let mut plan = plan();
+    plan.push(Change::EditFile {
+        path: "/etc/ssl/certs/ca-certificates.crt".into(),
+        edit: Edit::Append(big),
+    });
+    let err = install(&fx.root(), &plan, &journal, &Options::default()).expect_err("the journal cannot hold the plan");
+    assert_names(&err, &["journal", &journal.display().to_string()]);
+    assert!(
+        matches!(&err, Error::JournalIo { source, .. } if source.raw_os_error() == Some(28)),
+        "not ENOSPC: {err:?}"
+    );
+    fx.original
+        .assert_same(&Snapshot::take(&fx.rootfs), "after the refused install");
+    let left: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the state directory: {left:?}");
+}
