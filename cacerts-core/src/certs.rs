@@ -15,7 +15,9 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
+use memchr::memmem::Finder;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use x509_parser::asn1_rs::Class;
@@ -37,6 +39,23 @@ const TRUSTED_BEGIN: &[u8] = b"-----BEGIN TRUSTED CERTIFICATE-----";
 
 /// The PEM labels of plain certificates (OpenSSL reads the old one too).
 const CERT_LABELS: [&str; 2] = ["CERTIFICATE", "X509 CERTIFICATE"];
+
+/// Searchers for the markers every CA file is looked through for, built once (building one
+/// costs more than searching a certificate's few hundred bytes with it).
+struct Markers {
+    key: Finder<'static>,
+    trusted: Finder<'static>,
+    begins: Vec<Finder<'static>>,
+}
+
+static MARKERS: LazyLock<Markers> = LazyLock::new(|| Markers {
+    key: Finder::new(b"PRIVATE KEY-----"),
+    trusted: Finder::new(TRUSTED_BEGIN),
+    begins: CERT_LABELS
+        .iter()
+        .map(|label| Finder::new(format!("-----BEGIN {label}-----").as_bytes()).into_owned())
+        .collect(),
+});
 
 /// Why a certificate without `CA:TRUE` is skipped.
 const NOT_CA: &str = "not a CA certificate (no basicConstraints CA:TRUE)";
@@ -166,13 +185,14 @@ fn load_file(path: &Path, seen: &mut HashSet<[u8; 32]>, out: &mut Loaded) {
         Ok(b) => b,
         Err(e) => return skip(out, format!("cannot read: {e}")),
     };
-    if contains(&bytes, b"PRIVATE KEY-----") {
+    let markers = &*MARKERS;
+    if markers.key.find(&bytes).is_some() {
         return skip(out, HOLDS_KEY.into());
     }
     // OpenSSL's `TRUSTED CERTIFICATE` blocks carry trust settings (which may reject purposes)
     // that an anchor cannot express, and the PEM reader passes over them without a word: report
     // them, and load the plain blocks beside them.
-    let trusted = count(&bytes, TRUSTED_BEGIN);
+    let trusted = markers.trusted.find_iter(&bytes).count();
     if trusted > 0 {
         skip(
             out,
@@ -182,10 +202,7 @@ fn load_file(path: &Path, seen: &mut HashSet<[u8; 32]>, out: &mut Loaded) {
             ),
         );
     }
-    let blocks: usize = CERT_LABELS
-        .iter()
-        .map(|label| count(&bytes, format!("-----BEGIN {label}-----").as_bytes()))
-        .sum();
+    let blocks: usize = markers.begins.iter().map(|f| f.find_iter(&bytes).count()).sum();
     let ders = if blocks > 0 || trusted > 0 {
         let ders = if blocks > 0 {
             plain_cert_ders(&bytes)
@@ -458,14 +475,6 @@ fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usiz
         }
     }
     Ok(filled)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(haystack, needle).is_some()
-}
-
-fn count(haystack: &[u8], needle: &[u8]) -> usize {
-    memchr::memmem::find_iter(haystack, needle).count()
 }
 
 #[cfg(test)]
