@@ -240,9 +240,14 @@ impl Cmd {
     /// Runs the command to success under `/usr/bin/time -f %M` and returns its peak resident set
     /// size in KiB (the kernel's `ru_maxrss` of the reaped child).
     fn peak_rss_kib(&self, scratch: &Path) -> u64 {
+        self.usage(scratch).peak_rss_kib
+    }
+
+    /// What the kernel reports of one run (`/usr/bin/time`: `ru_maxrss`, `ru_minflt`).
+    fn usage(&self, scratch: &Path) -> Usage {
         let report = scratch.join("rss");
         let mut c = Command::new("/usr/bin/time");
-        c.args(["-f", "%M", "-o"])
+        c.args(["-f", "%M %R", "-o"])
             .arg(&report)
             .arg(&self.program)
             .args(&self.args)
@@ -257,10 +262,40 @@ impl Cmd {
             String::from_utf8_lossy(&out.stderr)
         );
         let text = std::fs::read_to_string(&report).expect("read /usr/bin/time report");
-        text.lines()
+        let numbers: Option<Vec<u64>> = text
+            .lines()
             .last()
-            .and_then(|l| l.trim().parse().ok())
-            .unwrap_or_else(|| panic!("unexpected /usr/bin/time output {text:?}"))
+            .map(|l| l.split_whitespace().map(|n| n.parse().ok()).collect())
+            .unwrap_or_default();
+        match numbers.as_deref() {
+            Some(&[peak_rss_kib, minor_faults]) => Usage {
+                peak_rss_kib,
+                minor_faults,
+            },
+            _ => panic!("unexpected /usr/bin/time output {text:?}"),
+        }
+    }
+}
+
+/// Resources of one run, as the kernel counts them for the reaped child.
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    peak_rss_kib: u64,
+    /// Page faults served without I/O: unlike times, the same from run to run within a few.
+    minor_faults: u64,
+}
+
+impl Usage {
+    /// The largest peak and the fewest faults of `self` and `other`.
+    fn merge(self, other: Usage) -> Usage {
+        Usage {
+            peak_rss_kib: self.peak_rss_kib.max(other.peak_rss_kib),
+            minor_faults: if self.minor_faults == 0 {
+                other.minor_faults
+            } else {
+                self.minor_faults.min(other.minor_faults)
+            },
+        }
     }
 }
 
@@ -553,18 +588,18 @@ impl Bench {
             b.assert_same(&Snapshot::take(root), format!("{} after the runs", root.display()));
         }
 
-        eprintln!("bench: whole process: peak RSS");
+        eprintln!("bench: whole process: peak RSS and page faults");
         let scratch = self.dir("rss");
         let mut rss = BTreeMap::new();
         for (name, root, journal) in &hook_cases {
-            let (mut i, mut u) = (0, 0);
+            let (mut i, mut u) = (Usage::default(), Usage::default());
             for _ in 0..3 {
-                i = i.max(Cmd::install(root, &self.ca, journal).peak_rss_kib(&scratch));
-                u = u.max(Cmd::uninstall(root, journal).peak_rss_kib(&scratch));
+                i = i.merge(Cmd::install(root, &self.ca, journal).usage(&scratch));
+                u = u.merge(Cmd::uninstall(root, journal).usage(&scratch));
             }
             rss.insert(*name, (i, u));
         }
-        let cp_rss = Cmd::new("cp").arg(&bundle).arg(&cp_dest).peak_rss_kib(&scratch);
+        let cp_usage = Cmd::new("cp").arg(&bundle).arg(&cp_dest).usage(&scratch);
 
         println!("## Whole process: one CA\n");
         println!(
@@ -582,17 +617,18 @@ impl Bench {
             std::fs::metadata(&bundle).map(|m| m.len() / 1024).unwrap_or(0),
             DEBIAN_PACKAGES.join(", "),
         );
-        println!("| command | median ms | p10 | p90 | peak RSS MiB |");
-        println!("|---|---:|---:|---:|---:|");
+        println!("| command | median ms | p10 | p90 | peak RSS MiB | page faults |");
+        println!("|---|---:|---:|---:|---:|---:|");
         for (name, _, _) in &hook_cases {
             for (op, r) in [("install", rss[name].0), ("uninstall", rss[name].1)] {
                 let s = rec.samples(&format!("{name} {op}"));
                 println!(
-                    "| cacerts-hook {op}, {name} | {} | {} | {} | {} |",
+                    "| cacerts-hook {op}, {name} | {} | {} | {} | {} | {} |",
                     fmt_ms(median(s)),
                     fmt_ms(percentile(s, 10.0)),
                     fmt_ms(percentile(s, 90.0)),
-                    fmt_mib(r)
+                    fmt_mib(r.peak_rss_kib),
+                    r.minor_faults
                 );
             }
         }
@@ -607,7 +643,7 @@ impl Bench {
                     "`--hooksdir` empty: no Java key store"
                 };
                 println!(
-                    "| `update-ca-certificates` in chroot, Debian, {what}; {hooks_note} | {} | {} | {} | |",
+                    "| `update-ca-certificates` in chroot, Debian, {what}; {hooks_note} | {} | {} | {} | | |",
                     fmt_ms(median(s)),
                     fmt_ms(percentile(s, 10.0)),
                     fmt_ms(percentile(s, 90.0)),
@@ -616,15 +652,16 @@ impl Bench {
         }
         let s = rec.samples("cp");
         println!(
-            "| `cp` of the Alpine bundle (floor: one process, one file) | {} | {} | {} | {} |",
+            "| `cp` of the Alpine bundle (floor: one process, one file) | {} | {} | {} | {} | {} |",
             fmt_ms(median(s)),
             fmt_ms(percentile(s, 10.0)),
             fmt_ms(percentile(s, 90.0)),
-            fmt_mib(cp_rss)
+            fmt_mib(cp_usage.peak_rss_kib),
+            cp_usage.minor_faults
         );
         let s = rec.samples("true");
         println!(
-            "| `/bin/true` (floor: starting and reaping a process, here) | {} | {} | {} | |",
+            "| `/bin/true` (floor: starting and reaping a process, here) | {} | {} | {} | | |",
             fmt_ms(median(s)),
             fmt_ms(percentile(s, 10.0)),
             fmt_ms(percentile(s, 90.0)),
@@ -742,7 +779,11 @@ impl Bench {
             format!("{:.0}x", uca_nj / deb_i),
             uca_nj / deb_i >= 300.0,
         );
-        let peak = rss.values().map(|(i, u)| *i.max(u)).max().unwrap_or(0);
+        let peak = rss
+            .values()
+            .map(|(i, u)| i.peak_rss_kib.max(u.peak_rss_kib))
+            .max()
+            .unwrap_or(0);
         targets.check(
             "peak RSS, 1 CA, any layout",
             "≤ 10 MiB",
