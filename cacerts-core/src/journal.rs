@@ -450,8 +450,10 @@ impl Writer {
         let mut line = serde_json::to_vec(header).expect("journal header serializes");
         line.push(b'\n');
         failpoint::hit()?;
+        // Appending, as a reopened journal is: a line cut off after a failed write (see
+        // `append_all`) leaves the next one to start where the file now ends.
         let mut file = OpenOptions::new()
-            .write(true)
+            .append(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(libc_cloexec())

@@ -456,3 +456,76 @@ fn a_journal_file_system_that_fills_up_refuses_the_install_and_changes_nothing()
         .collect();
     assert!(left.is_empty(), "left in the state directory: {left:?}");
 }
+
+/// After a line that did not fit was cut off, the rollback's own records follow it in the
+/// journal (putting back a bundle appended to in place is journaled): a crash at any point of
+/// that rollback leaves a journal that uninstall reads and undoes to the original tree.
+#[test]
+fn a_crash_in_the_rollback_after_a_line_that_did_not_fit_recovers() {
+    // A small append that is journaled and made, then a large one that cannot be journaled in
+    // 16 KiB.
+    let big: Vec<u8> = PEM.iter().copied().cycle().take(PEM.len() * 1500).collect();
+    let mut plan = Plan::new();
+    plan.push(Change::EditFile {
+        path: "/etc/ssl/certs/ca-certificates.crt".into(),
+        edit: Edit::Append(PEM.to_vec()),
+    });
+    plan.push(Change::EditFile {
+        path: "/etc/pki/tls/certs/ca-bundle.crt".into(),
+        edit: Edit::Append(big),
+    });
+    let setup = || {
+        let tmp = tempfile::tempdir().unwrap();
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir(&rootfs).unwrap();
+        let mut nodes = tree();
+        nodes.push(Node::file(
+            "etc/pki/tls/certs/ca-bundle.crt",
+            "-----BEGIN CERTIFICATE-----\nRHEL\n-----END CERTIFICATE-----\n",
+        ));
+        build(&rootfs, &nodes);
+        age(&rootfs);
+        let original = Snapshot::take(&rootfs);
+        let state = tmp.path().join("small-state");
+        let mount = SmallTmpfs::mount(&state, "16k");
+        let journal = state.join("ctr.journal");
+        (tmp, rootfs, original, mount, journal)
+    };
+    let root = |rootfs: &Path| ContainerRoot::open(rootfs).unwrap();
+    // The mutation points an install passes, rollback included, when nothing is injected.
+    let points = {
+        let (_tmp, rootfs, original, _mount, journal) = setup();
+        arm(usize::MAX, false);
+        let result = install(&root(&rootfs), &plan, &journal, &Options::default());
+        let points = disarm();
+        assert!(
+            matches!(&result, Err(Error::JournalIo { source, .. }) if source.raw_os_error() == Some(28)),
+            "not refused for ENOSPC: {result:?}"
+        );
+        original.assert_same(&Snapshot::take(&rootfs), "after the refused install");
+        points
+    };
+    let mut recovered = 0;
+    for n in 1..=points {
+        let (_tmp, rootfs, original, _mount, journal) = setup();
+        arm(n, true);
+        let crashed = catch_unwind(AssertUnwindSafe(|| {
+            install(&root(&rootfs), &plan, &journal, &Options::default())
+        }))
+        .is_err();
+        disarm();
+        if !crashed || !journal.exists() {
+            continue;
+        }
+        recovered += 1;
+        let report = uninstall(&root(&rootfs), &journal)
+            .unwrap_or_else(|e| panic!("crash at point {n} of {points}: uninstall: {e}"));
+        assert!(report.kept.is_empty(), "crash at point {n}: {report:?}");
+        original.assert_same(&Snapshot::take(&rootfs), format!("crash at point {n} of {points}"));
+        assert!(!journal.exists(), "crash at point {n}: the journal is left");
+    }
+    assert!(
+        recovered >= 3,
+        "only {recovered} of {points} crashes left a journal to recover"
+    );
+}
