@@ -3,6 +3,10 @@
 //! Every variant names the operation that failed and the path it failed on: a path inside the
 //! container root is written as the container sees it (`/etc/ssl/certs/...`), a host path (the
 //! journal, the rootfs directory itself) as the host sees it.
+//!
+//! A message holds its cause (`journal J: No space left on device (os error 28)`), so the cause
+//! is a field (`cause`), not also [`std::error::Error::source`]: a printer of the error chain
+//! (`anyhow`'s `{:#}`) says it once.
 
 use std::io;
 use std::path::PathBuf;
@@ -15,12 +19,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The root filesystem directory could not be opened.
-    #[error("cannot open root filesystem {path}: {source}; pass the container's rootfs directory")]
+    #[error("cannot open root filesystem {path}: {cause}; pass the container's rootfs directory")]
     OpenRoot {
         /// Host path given for the rootfs.
         path: PathBuf,
         /// Cause.
-        source: io::Error,
+        cause: io::Error,
     },
 
     /// The root filesystem path is not a directory.
@@ -31,14 +35,14 @@ pub enum Error {
     },
 
     /// A system call on a path inside the container root failed.
-    #[error("{op} {path} (inside the container root): {source}")]
+    #[error("{op} {path} (inside the container root): {cause}")]
     Io {
         /// The operation, for example `open` or `rename`.
         op: &'static str,
         /// Path as the container sees it.
         path: PathBuf,
         /// Cause.
-        source: io::Error,
+        cause: io::Error,
     },
 
     /// The tree does not have the shape an operation needs, or changed shape while we worked on it.
@@ -81,12 +85,12 @@ pub enum Error {
     },
 
     /// The journal file could not be read or written.
-    #[error("journal {path}: {source}")]
+    #[error("journal {path}: {cause}")]
     JournalIo {
         /// Host path of the journal.
         path: PathBuf,
         /// Cause.
-        source: io::Error,
+        cause: io::Error,
     },
 
     /// The journal exists but is not one we can use.
@@ -143,7 +147,7 @@ impl Error {
         Error::Io {
             op,
             path: path.into(),
-            source: source.into(),
+            cause: source.into(),
         }
     }
 

@@ -271,13 +271,13 @@ impl Journal {
             Err(source) => {
                 return Err(Error::JournalIo {
                     path: path.to_owned(),
-                    source,
+                    cause: source,
                 })
             }
         };
         let meta = file.metadata().map_err(|source| Error::JournalIo {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
         if !meta.is_file() {
             return Err(invalid(path, "not a regular file", "pass the path of a journal file"));
@@ -288,7 +288,7 @@ impl Journal {
             let mut line = Vec::new();
             let n = reader.read_until(b'\n', &mut line).map_err(|source| Error::JournalIo {
                 path: path.to_owned(),
-                source,
+                cause: source,
             })?;
             if n == 0 {
                 break;
@@ -376,7 +376,7 @@ fn remove_if_exists(path: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(Error::JournalIo {
             path: path.to_owned(),
-            source,
+            cause: source,
         }),
     }
 }
@@ -390,7 +390,7 @@ fn sync_parent(path: &Path) -> Result<()> {
         .and_then(|d| d.sync_all())
         .map_err(|source| Error::JournalIo {
             path: dir.to_owned(),
-            source,
+            cause: source,
         })
 }
 
@@ -437,7 +437,7 @@ impl Writer {
     pub fn create(path: &Path, header: &Header) -> Result<Writer> {
         let io = |source| Error::JournalIo {
             path: path.to_owned(),
-            source,
+            cause: source,
         };
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::DirBuilder::new()
@@ -496,7 +496,7 @@ impl Writer {
                 let _ = self.file.set_len(self.len);
                 Err(Error::JournalIo {
                     path: self.path.clone(),
-                    source,
+                    cause: source,
                 })
             }
         }
@@ -533,11 +533,11 @@ impl Writer {
             .open(&path)
             .map_err(|source| Error::JournalIo {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
         f.write_all(bytes)
             .and_then(|()| f.sync_all())
-            .map_err(|source| Error::JournalIo { path, source })
+            .map_err(|source| Error::JournalIo { path, cause: source })
     }
 }
 
@@ -549,11 +549,11 @@ pub(crate) fn reopen(path: &Path) -> Result<Writer> {
         .open(path)
         .map_err(|source| Error::JournalIo {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
     let len = file.metadata().map_err(|source| Error::JournalIo {
         path: path.to_owned(),
-        source,
+        cause: source,
     })?;
     Ok(Writer {
         path: path.to_owned(),

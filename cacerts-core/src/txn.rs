@@ -144,7 +144,7 @@ pub fn uninstall_with(root: &ContainerRoot, journal_path: &Path, options: &Optio
 fn check_outside(root: &ContainerRoot, journal_path: &Path) -> Result<()> {
     let absolute = std::path::absolute(journal_path).map_err(|source| Error::JournalIo {
         path: journal_path.to_owned(),
-        source,
+        cause: source,
     })?;
     // Canonicalize the longest existing ancestor: the journal and its directory may not exist yet.
     let mut existing = absolute.as_path();
@@ -856,7 +856,7 @@ impl Undoer<'_> {
             let backup_path = Journal::backup_path(self.journal_path, &original.backup);
             let orig = std::fs::read(&backup_path).map_err(|source| Error::JournalIo {
                 path: backup_path.clone(),
-                source,
+                cause: source,
             })?;
             if sha256_hex(&orig) != original.sha256 {
                 return Err(Error::JournalInvalid {

@@ -18,7 +18,6 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 
 use crate::hook::{exists, journal_path, read_record, record_path, remove_if_exists, undo_journal};
-use crate::log::error_text;
 use crate::oci::valid_id;
 
 /// What one gc pass did.
@@ -84,7 +83,7 @@ pub fn run(state_dir: &Path, out: &mut impl Write) -> Result<Summary> {
                     let _ = writeln!(out, "collected {id}: {reason}");
                 }
                 Err(e) => {
-                    let msg = format!("{id}: {}", error_text(&e));
+                    let msg = format!("{id}: {e:#}");
                     let _ = writeln!(out, "error {msg}");
                     summary.errors.push(msg);
                 }

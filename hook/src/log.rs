@@ -126,57 +126,8 @@ pub fn quote(value: &str) -> String {
     }
 }
 
-/// An error and its causes, each said once, joined by `: ` as `{:#}` does. A cause whose text
-/// the message before it already holds is left out: cacerts-core's messages name their cause
-/// themselves (`journal J: No space left on device`), which the chain would repeat.
-pub fn error_text(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let part = cause.to_string();
-        if text.contains(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
-
-    #[derive(Debug)]
-    struct Outer(std::io::Error);
-
-    impl std::fmt::Display for Outer {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "journal /run/x.journal: {}", self.0)
-        }
-    }
-
-    impl std::error::Error for Outer {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
-
-    #[test]
-    fn a_cause_the_message_names_is_said_once() {
-        let io = std::io::Error::from_raw_os_error(28);
-        let said = io.to_string();
-        let e = anyhow::Error::new(Outer(io)).context("uninstall");
-        assert_eq!(
-            format!("{e:#}").matches(&said).count(),
-            2,
-            "the chain repeats the cause"
-        );
-        assert_eq!(error_text(&e), format!("uninstall: journal /run/x.journal: {said}"));
-        // Causes the messages do not name are all kept.
-        let e = anyhow::anyhow!("inner").context("middle").context("outer");
-        assert_eq!(error_text(&e), "outer: middle: inner");
-    }
     use super::*;
 
     #[test]

@@ -26,7 +26,7 @@ use serde_json::json;
 use crate::cli::{Cli, Command};
 use crate::config::{Config, OnError};
 use crate::hook::{Outcome, Stage};
-use crate::log::{error_text, quote, Level, Logger};
+use crate::log::{quote, Level, Logger};
 
 /// The most a hook invocation may take before it gives up (runtimes have no default timeout).
 /// Shorter than the 10 s `timeout` of the shipped registrations (hooks.d, CDI, containerd), so
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         _ => match run(&cli) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("cacerts-hook: error: {}", error_text(&e));
+                eprintln!("cacerts-hook: error: {e:#}");
                 ExitCode::from(EXIT_ERROR)
             }
         },
@@ -141,12 +141,12 @@ fn hook_main(cli: &Cli, stage: Stage) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            line.push_str(&format!(" result=error error={}", quote(&error_text(&e))));
+            line.push_str(&format!(" result=error error={}", quote(&format!("{e:#}"))));
             logger.line(Level::Error, &line);
             match config.on_error {
                 OnError::Continue => ExitCode::SUCCESS,
                 OnError::Fail => {
-                    eprintln!("cacerts-hook: error: {}", error_text(&e));
+                    eprintln!("cacerts-hook: error: {e:#}");
                     ExitCode::from(EXIT_ERROR)
                 }
             }

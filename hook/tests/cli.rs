@@ -268,6 +268,28 @@ fn install_without_usable_certs_fails_and_changes_nothing() {
     before.assert_same(&Snapshot::take(&w.rootfs), "failed install");
 }
 
+/// An error says its cause once: the library's messages name their cause themselves, so they
+/// do not hand it on as a source for the chain to print again.
+#[test]
+fn an_error_says_its_cause_once() {
+    let w = World::new(&debian());
+    let missing = w.tmp.path().join("no-such-rootfs");
+    let out = w.cli(&[
+        "install",
+        "--rootfs",
+        missing.to_str().unwrap(),
+        "--certs",
+        w.certs.to_str().unwrap(),
+        "--journal",
+        w.tmp.path().join("j").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    let cause = std::io::Error::from_raw_os_error(2).to_string();
+    assert!(text.contains(&missing.display().to_string()), "{text}");
+    assert_eq!(text.matches(&cause).count(), 1, "{text}");
+}
+
 #[test]
 fn detect_prints_family_stores_and_planned_changes() {
     let w = World::new(&debian());

@@ -445,7 +445,7 @@ fn a_journal_file_system_that_fills_up_refuses_the_install_and_changes_nothing()
     let err = install(&fx.root(), &plan, &journal, &Options::default()).expect_err("the journal cannot hold the plan");
     assert_names(&err, &["journal", &journal.display().to_string()]);
     assert!(
-        matches!(&err, Error::JournalIo { source, .. } if source.raw_os_error() == Some(28)),
+        matches!(&err, Error::JournalIo { cause, .. } if cause.raw_os_error() == Some(28)),
         "not ENOSPC: {err:?}"
     );
     fx.original
@@ -499,7 +499,7 @@ fn a_crash_in_the_rollback_after_a_line_that_did_not_fit_recovers() {
         let result = install(&root(&rootfs), &plan, &journal, &Options::default());
         let points = disarm();
         assert!(
-            matches!(&result, Err(Error::JournalIo { source, .. }) if source.raw_os_error() == Some(28)),
+            matches!(&result, Err(Error::JournalIo { cause, .. }) if cause.raw_os_error() == Some(28)),
             "not refused for ENOSPC: {result:?}"
         );
         original.assert_same(&Snapshot::take(&rootfs), "after the refused install");

@@ -238,7 +238,7 @@ macro_rules! refuses {
 }
 
 fn not_found() -> Expect {
-    refuses!(Error::Io { source, .. } if source.kind() == ErrorKind::NotFound)
+    refuses!(Error::Io { cause, .. } if cause.kind() == ErrorKind::NotFound)
 }
 
 fn unsafe_tree() -> Expect {
@@ -1219,7 +1219,7 @@ fn read_side_resolves_escape_links_inside_the_root() {
                     other => failures.push(format!("{ctx}: metadata gave {other:?}")),
                 }
                 match root.read_file(path) {
-                    Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {}
+                    Err(Error::Io { cause, .. }) if cause.kind() == ErrorKind::NotFound => {}
                     other => failures.push(format!("{ctx}: read_file gave {:?}", other.map(String::from_utf8))),
                 }
                 // With the same path present inside the root, that copy is what is read.
@@ -1349,12 +1349,12 @@ fn procfs_child() {
             other => failures.push(format!("[{backend:?}] metadata gave {other:?}")),
         }
         match root.read_file(bundle) {
-            Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {}
+            Err(Error::Io { cause, .. }) if cause.kind() == ErrorKind::NotFound => {}
             other => failures.push(format!("[{backend:?}] read_file gave {other:?}")),
         }
         let before = Snapshot::take(&rootfs.join("usr"));
         match install(&root, &plan(), &state.join("journal.json"), &Options::default()) {
-            Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {}
+            Err(Error::Io { cause, .. }) if cause.kind() == ErrorKind::NotFound => {}
             other => failures.push(format!("[{backend:?}] install gave {other:?}")),
         }
         before.assert_same(&Snapshot::take(&rootfs.join("usr")), "usr after a refused install");

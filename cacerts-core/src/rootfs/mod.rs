@@ -70,7 +70,7 @@ impl ContainerRoot {
     fn open_inner(path: &Path, backend: Option<Backend>) -> Result<Self> {
         let open_err = |source: std::io::Error| Error::OpenRoot {
             path: path.to_owned(),
-            source,
+            cause: source,
         };
         let host_path = std::fs::canonicalize(path).map_err(open_err)?;
         let fd = rustix::fs::open(&host_path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
@@ -270,7 +270,7 @@ impl ContainerRoot {
     pub(crate) fn dir_if_exists(&self, path: &Path) -> Result<Option<DirHandle>> {
         match self.dir(path) {
             Ok(d) => Ok(Some(d)),
-            Err(Error::Io { source, .. }) if source.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => Ok(None),
+            Err(Error::Io { cause, .. }) if cause.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => Ok(None),
             Err(e) => Err(e),
         }
     }
