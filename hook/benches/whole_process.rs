@@ -10,9 +10,10 @@
 //! measured command; compared commands run interleaved, in a rotating order, so that the noise
 //! of a shared machine falls on all of them alike. Results are medians; Markdown goes to standard
 //! output, progress to standard error. `BENCH_BASELINE_BIN` names another build of the binary
-//! (an earlier commit's, say): the `whole` section then runs the two builds' hook cases against
-//! each other, interleaved, `BENCH_AB_ROUNDS` rounds (default 300: the differences looked for are
-//! a few percent, less than the noise of 30 runs), and prints the ratios of their medians.
+//! (an earlier commit's, say): the `whole` section then runs the hook cases of this build, the
+//! baseline and a control (this build again), interleaved, `BENCH_AB_ROUNDS` rounds (default 300:
+//! the differences looked for are a few percent, less than the noise of 30 runs), each build
+//! from ten copies in turn, and prints the ratios of their medians.
 //!
 //! Timings are never asserted; what is asserted is correctness: every command succeeds, every
 //! root filesystem ends as it started, and no journal is left behind.
@@ -148,13 +149,13 @@ fn percentile(v: &[Duration], p: f64) -> f64 {
     ms[rank.clamp(1, ms.len()) - 1]
 }
 
-/// Runs `f(contestant, rec)` for every contestant, `runs` times, in an order that rotates each
-/// round, so that no contestant always runs first or right after another.
-fn interleave(runs: usize, contestants: usize, mut f: impl FnMut(usize, &mut Rec)) -> Rec {
+/// Runs `f(round, contestant, rec)` for every contestant, `runs` times, in an order that rotates
+/// each round, so that no contestant always runs first or right after another.
+fn interleave(runs: usize, contestants: usize, mut f: impl FnMut(usize, usize, &mut Rec)) -> Rec {
     let mut rec = Rec::default();
     for round in 0..runs {
         for k in 0..contestants {
-            f((k + round) % contestants, &mut rec);
+            f(round, (k + round) % contestants, &mut rec);
         }
         if (round + 1) % 10 == 0 {
             eprintln!("  {} of {runs} rounds", round + 1);
@@ -278,7 +279,7 @@ impl Cmd {
 }
 
 /// Resources of one run, as the kernel counts them for the reaped child.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Usage {
     peak_rss_kib: u64,
     /// Page faults served without I/O: unlike times, the same from run to run within a few.
@@ -290,11 +291,7 @@ impl Usage {
     fn merge(self, other: Usage) -> Usage {
         Usage {
             peak_rss_kib: self.peak_rss_kib.max(other.peak_rss_kib),
-            minor_faults: if self.minor_faults == 0 {
-                other.minor_faults
-            } else {
-                self.minor_faults.min(other.minor_faults)
-            },
+            minor_faults: self.minor_faults.min(other.minor_faults),
         }
     }
 }
@@ -531,7 +528,7 @@ impl Bench {
             let u = Cmd::uninstall_by(by, root, journal).time();
             rec.push(&format!("{label}{name} uninstall"), u);
         };
-        let rec = interleave(self.runs, n_hook + 4, |k, rec| {
+        let rec = interleave(self.runs, n_hook + 4, |_, k, rec| {
             if k < n_hook {
                 hook_case(k, bin(), "", rec);
             } else if k < n_hook + 2 {
@@ -575,11 +572,7 @@ impl Bench {
                 "bench: whole process: {rounds} rounds of this build, the baseline and the control, \
                  {AB_COPIES} copies each"
             );
-            let contestants = builds.len() * n_hook;
-            let mut turn = 0;
-            interleave(rounds, contestants, |k, rec| {
-                let round = turn / contestants;
-                turn += 1;
+            interleave(rounds, builds.len() * n_hook, |round, k, rec| {
                 let (label, copies) = &builds[k / n_hook];
                 hook_case(k % n_hook, &copies[round % AB_COPIES], label, rec)
             })
@@ -592,12 +585,15 @@ impl Bench {
         let scratch = self.dir("rss");
         let mut rss = BTreeMap::new();
         for (name, root, journal) in &hook_cases {
-            let (mut i, mut u) = (Usage::default(), Usage::default());
-            for _ in 0..3 {
-                i = i.merge(Cmd::install(root, &self.ca, journal).usage(&scratch));
-                u = u.merge(Cmd::uninstall(root, journal).usage(&scratch));
-            }
-            rss.insert(*name, (i, u));
+            let runs: Vec<(Usage, Usage)> = (0..3)
+                .map(|_| {
+                    let i = Cmd::install(root, &self.ca, journal).usage(&scratch);
+                    (i, Cmd::uninstall(root, journal).usage(&scratch))
+                })
+                .collect();
+            let best =
+                |pick: fn(&(Usage, Usage)) -> Usage| runs.iter().map(pick).reduce(Usage::merge).expect("three runs");
+            rss.insert(*name, (best(|r| r.0), best(|r| r.1)));
         }
         let cp_usage = Cmd::new("cp").arg(&bundle).arg(&cp_dest).usage(&scratch);
 
@@ -826,7 +822,7 @@ impl Bench {
                 .time()
         };
         eprintln!("bench: runc: {} interleaved rounds", self.runs);
-        let rec = interleave(self.runs, cases.len() * 3, |k, rec| {
+        let rec = interleave(self.runs, cases.len() * 3, |_, k, rec| {
             let (name, _, plain, hooked, noop, _) = &cases[k / 3];
             match k % 3 {
                 0 => rec.push(&format!("{name} plain"), runc(plain)),
@@ -922,7 +918,7 @@ impl Bench {
         let cp_dir = self.dir("scale-cp");
         let cp_tmpfs = self.run_dir.join("scale-cp");
         std::fs::create_dir_all(&cp_tmpfs).expect("create the tmpfs copy directory");
-        let rec = interleave(self.runs, cases.len() + 2, |k, rec| {
+        let rec = interleave(self.runs, cases.len() + 2, |_, k, rec| {
             if k >= cases.len() {
                 // The floor of writing 1,000 small files on the disk, and on the tmpfs.
                 let (series, dest) = if k == cases.len() {
@@ -1042,7 +1038,7 @@ impl Bench {
         let rounds = self.runs.div_ceil(6).max(3);
         let mut serial = 0;
         eprintln!("bench: concurrency: {rounds} interleaved rounds");
-        let rec = interleave(rounds, 2, |k, rec| {
+        let rec = interleave(rounds, 2, |_, k, rec| {
             let start = Instant::now();
             let children: Vec<(Child, String)> = roots
                 .iter()
