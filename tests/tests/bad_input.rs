@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use cacerts_core::failpoint::{arm, disarm};
 use cacerts_core::{install, uninstall, Change, ContainerRoot, Edit, Error, Options, Plan, Result};
+use cacerts_testkit::mount::Mount;
 use cacerts_testkit::{age, build, Node, Snapshot};
 
 const PEM: &[u8] = b"-----BEGIN CERTIFICATE-----\nBAD-INPUT-CA\n-----END CERTIFICATE-----\n";
@@ -404,64 +405,14 @@ fn a_fifo_at_the_journal_path_is_refused_without_waiting() {
     assert!(err.contains("not a regular file"), "{err}");
 }
 
-/// A tmpfs mounted for one test, unmounted when dropped.
-struct SmallTmpfs(PathBuf);
-
-impl SmallTmpfs {
-    fn mount(at: &Path, size: &str) -> SmallTmpfs {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
-            .arg(at)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "mount a tmpfs at {} (the tests run as root)", at.display());
-        SmallTmpfs(at.to_owned())
-    }
-}
-
-impl Drop for SmallTmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// The journal's file system filling up in the middle of a record (a large append: most of a
 /// megabyte for a thousand certificates) refuses the install with the cause named, and leaves
-/// the tree as it was and no journal behind.
+/// the tree as it was and no journal behind. The line that did not fit is cut off, so the
+/// rollback's own records follow it (putting back a bundle appended to in place is journaled):
+/// a crash at any point of that rollback too leaves a journal that uninstall reads and undoes to
+/// the original tree.
 #[test]
 fn a_journal_file_system_that_fills_up_refuses_the_install_and_changes_nothing() {
-    let fx = Fx::new();
-    let state = fx.tmp.path().join("small-state");
-    let _mount = SmallTmpfs::mount(&state, "16k");
-    let journal = state.join("ctr.journal");
-    // About 100 KB to append: its record does not fit in 16 KiB; the first ones do.
-    let big: Vec<u8> = PEM.iter().copied().cycle().take(PEM.len() * 1500).collect();
-    let mut plan = plan();
-    plan.push(Change::EditFile {
-        path: "/etc/ssl/certs/ca-certificates.crt".into(),
-        edit: Edit::Append(big),
-    });
-    let err = install(&fx.root(), &plan, &journal, &Options::default()).expect_err("the journal cannot hold the plan");
-    assert_names(&err, &["journal", &journal.display().to_string()]);
-    assert!(
-        matches!(&err, Error::JournalIo { cause, .. } if cause.raw_os_error() == Some(28)),
-        "not ENOSPC: {err:?}"
-    );
-    fx.original
-        .assert_same(&Snapshot::take(&fx.rootfs), "after the refused install");
-    let left: Vec<_> = std::fs::read_dir(&state)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(left.is_empty(), "left in the state directory: {left:?}");
-}
-
-/// After a line that did not fit was cut off, the rollback's own records follow it in the
-/// journal (putting back a bundle appended to in place is journaled): a crash at any point of
-/// that rollback leaves a journal that uninstall reads and undoes to the original tree.
-#[test]
-fn a_crash_in_the_rollback_after_a_line_that_did_not_fit_recovers() {
     // A small append that is journaled and made, then a large one that cannot be journaled in
     // 16 KiB.
     let big: Vec<u8> = PEM.iter().copied().cycle().take(PEM.len() * 1500).collect();
@@ -487,7 +438,7 @@ fn a_crash_in_the_rollback_after_a_line_that_did_not_fit_recovers() {
         age(&rootfs);
         let original = Snapshot::take(&rootfs);
         let state = tmp.path().join("small-state");
-        let mount = SmallTmpfs::mount(&state, "16k");
+        let mount = Mount::new("tmpfs", &state, "size=16k,mode=0700");
         let journal = state.join("ctr.journal");
         (tmp, rootfs, original, mount, journal)
     };
@@ -498,11 +449,18 @@ fn a_crash_in_the_rollback_after_a_line_that_did_not_fit_recovers() {
         arm(usize::MAX, false);
         let result = install(&root(&rootfs), &plan, &journal, &Options::default());
         let points = disarm();
+        let err = result.expect_err("the journal cannot hold the plan");
+        assert_names(&err, &["journal", &journal.display().to_string()]);
         assert!(
-            matches!(&result, Err(Error::JournalIo { cause, .. }) if cause.raw_os_error() == Some(28)),
-            "not refused for ENOSPC: {result:?}"
+            matches!(&err, Error::JournalIo { cause, .. } if cause.raw_os_error() == Some(28)),
+            "not refused for ENOSPC: {err:?}"
         );
         original.assert_same(&Snapshot::take(&rootfs), "after the refused install");
+        let left: Vec<_> = std::fs::read_dir(journal.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "left in the state directory: {left:?}");
         points
     };
     let mut recovered = 0;

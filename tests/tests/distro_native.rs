@@ -12,6 +12,7 @@ use cacerts_core::installer::{self, Settings};
 use cacerts_core::{certs, install, uninstall, ContainerRoot};
 use cacerts_testkit::ca::{cert_set, first_cert, TestCa};
 use cacerts_testkit::fixtures::{self, Base};
+use cacerts_testkit::mount::Mount;
 use cacerts_testkit::rootfs::debian_rootfs;
 use cacerts_testkit::{age, build, resolve, Snapshot};
 use openssl::hash::MessageDigest;
@@ -120,27 +121,6 @@ fn debian_matches_update_ca_certificates() {
     let report = uninstall(&root, &journal).unwrap();
     assert!(report.kept.is_empty(), "{:?}", report.kept);
     before.assert_same(&Snapshot::take(&ours), "after uninstall");
-}
-
-/// Mounts `proc` on `<root>/proc` for a chroot, and unmounts it when dropped (also when an
-/// assertion fails), before the scratch tree is removed.
-struct ProcMount(PathBuf);
-
-impl ProcMount {
-    fn new(root: &Path) -> ProcMount {
-        let at = root.join("proc");
-        run(Command::new("mount").args(["-t", "proc", "proc"]).arg(&at));
-        ProcMount(at)
-    }
-}
-
-impl Drop for ProcMount {
-    fn drop(&mut self) {
-        let ok = Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
 }
 
 /// Alias -> (entry type, SHA-256 of the certificate, hex) of every entry of a Java keystore, as
@@ -253,7 +233,7 @@ fn debian_java_store_matches_update_ca_certificates() {
     let anchor = format!("usr/local/share/ca-certificates/{NAME}.crt");
     std::fs::copy(ours.join(&anchor), theirs.join(&anchor)).unwrap();
     {
-        let _proc = ProcMount::new(&theirs);
+        let _proc = Mount::new("proc", &theirs.join("proc"), "");
         run(Command::new("chroot")
             .arg(&theirs)
             .arg("update-ca-certificates")
