@@ -54,7 +54,10 @@ pub(crate) struct Scanner {
     overlong: bool,
     block: Option<Block>,
     any_block: bool,
-    head: Vec<u8>,
+    /// The start of the input, kept while it may still be one DER certificate (no block seen,
+    /// and its first byte a SEQUENCE tag): `None` once it cannot be. A PEM file starts with other
+    /// bytes, so a bundle's first chunk is not copied.
+    head: Option<Vec<u8>>,
     ders: Vec<Vec<u8>>,
     /// The buffer of the last body, reused for the next (one allocation per scan, not per block).
     spare: Vec<u8>,
@@ -71,7 +74,7 @@ impl Scanner {
             overlong: false,
             block: None,
             any_block: false,
-            head: Vec::new(),
+            head: Some(Vec::new()),
             ders: Vec::new(),
             spare: Vec::new(),
         }
@@ -91,9 +94,13 @@ impl Scanner {
 
     /// Feeds the next bytes of the input.
     pub fn feed(&mut self, mut chunk: &[u8]) {
-        if self.head.len() < MAX_DER && !self.any_block {
-            let take = chunk.len().min(MAX_DER - self.head.len());
-            self.head.extend_from_slice(&chunk[..take]);
+        if let Some(head) = &mut self.head {
+            if self.any_block || head.is_empty() && chunk.first().is_some_and(|&b| b != crate::der::SEQUENCE) {
+                self.head = None;
+            } else {
+                let take = chunk.len().min(MAX_DER - head.len());
+                head.extend_from_slice(&chunk[..take]);
+            }
         }
         loop {
             if self.carry.is_empty() && !self.overlong && self.skipping() {
@@ -152,8 +159,8 @@ impl Scanner {
             let line = std::mem::take(&mut self.carry);
             self.line(&line);
         }
-        if !self.any_block {
-            self.ders.extend(first_element(&self.head).map(<[u8]>::to_vec));
+        if let Some(head) = self.head.as_deref().filter(|_| !self.any_block) {
+            self.ders.extend(first_element(head).map(<[u8]>::to_vec));
         }
         self.ders
     }
@@ -329,6 +336,28 @@ mod tests {
         s.feed(&[0x30]);
         s.feed(&[0x01, 0x05]);
         assert_eq!(s.finish(), vec![vec![0x30, 0x01, 0x05]]);
+        // An empty chunk first decides nothing.
+        let mut s = Scanner::new();
+        s.feed(&[]);
+        s.feed(&[0x30, 0x01]);
+        s.feed(&[0x05]);
+        assert_eq!(s.finish(), vec![vec![0x30, 0x01, 0x05]]);
+    }
+
+    /// Text that does not start with a SEQUENCE tag cannot be a DER certificate: the start of a
+    /// bundle is not kept (a copy of its first chunk, up to 64 KiB, on every scan), and a DER
+    /// certificate later in the input is not one.
+    #[test]
+    fn only_input_that_starts_like_der_is_kept_for_it() {
+        let mut s = Scanner::new();
+        s.feed(b"# ");
+        assert!(s.head.is_none());
+        s.feed(&[0x30, 0x01, 0x05]);
+        assert_eq!(s.finish(), Vec::<Vec<u8>>::new());
+        let mut s = Scanner::new();
+        s.feed(ONE.as_bytes());
+        assert!(s.head.is_none());
+        assert_eq!(s.finish(), vec![vec![0x30, 3, 2, 1, 1]]);
     }
 
     #[test]
@@ -355,7 +384,7 @@ mod tests {
     /// What the scanner yields when every line is handed to it one by one: the definition the
     /// chunked scan, which jumps over lines that cannot be markers, must agree with.
     fn line_by_line(mut s: Scanner, text: &[u8]) -> Vec<Vec<u8>> {
-        s.head = text[..text.len().min(MAX_DER)].to_vec();
+        s.head = Some(text[..text.len().min(MAX_DER)].to_vec());
         let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
         let last = lines.pop().unwrap_or_default();
         for line in lines {
