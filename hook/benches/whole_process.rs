@@ -25,7 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cacerts_testkit::bench::{self, data_dir};
-use cacerts_testkit::containers::{hook_binary, run, runc_bundle};
+use cacerts_testkit::containers::{hook_binary, run, runc_bundle, runc_bundle_with};
 use cacerts_testkit::fixtures::{alpine_bundle, alpine_bundle_without_usr, ubi, Base};
 use cacerts_testkit::rootfs::debian_rootfs;
 use cacerts_testkit::{age, build, Node, Snapshot};
@@ -528,7 +528,7 @@ impl Bench {
             let u = Cmd::uninstall_by(by, root, journal).time();
             rec.push(&format!("{label}{name} uninstall"), u);
         };
-        let rec = interleave(self.runs, n_hook + 4, |_, k, rec| {
+        let rec = interleave(self.runs, n_hook + 5, |_, k, rec| {
             if k < n_hook {
                 hook_case(k, bin(), "", rec);
             } else if k < n_hook + 2 {
@@ -540,8 +540,10 @@ impl Bench {
                 rec.push(&format!("uca {label} uninstall"), uca(hooks).time());
             } else if k == n_hook + 2 {
                 rec.push("cp", Cmd::new("cp").arg(&bundle).arg(&cp_dest).time());
-            } else {
+            } else if k == n_hook + 3 {
                 rec.push("true", Cmd::new("/bin/true").time());
+            } else {
+                rec.push("version", Cmd::new(bin()).arg("--version").time());
             }
         });
         // The baseline against this build: only the builds' hook runs, interleaved, many more
@@ -662,6 +664,14 @@ impl Bench {
             fmt_ms(percentile(s, 10.0)),
             fmt_ms(percentile(s, 90.0)),
         );
+        let s = rec.samples("version");
+        println!(
+            "| `cacerts-hook --version` (floor: starting this binary, parsing its command line, \
+             exiting) | {} | {} | {} | | |",
+            fmt_ms(median(s)),
+            fmt_ms(percentile(s, 10.0)),
+            fmt_ms(percentile(s, 90.0)),
+        );
         println!();
 
         let deb_i = rec.median("Debian install");
@@ -707,13 +717,23 @@ impl Bench {
         );
         println!(
             "- Beyond starting a process (`/bin/true`, {} ms here): install {} ms and uninstall {} \
-             ms on Alpine, {} and {} ms on Debian, `cp` of the bundle {} ms\n",
+             ms on Alpine, {} and {} ms on Debian, `cp` of the bundle {} ms",
             fmt_ms(floor),
             fmt_ms(alp_i - floor),
             fmt_ms(alp_u - floor),
             fmt_ms(deb_i - floor),
             fmt_ms(deb_u - floor),
             fmt_ms(cp - floor)
+        );
+        let own = rec.median("version");
+        println!(
+            "- Beyond starting this binary (`cacerts-hook --version`, {} ms here): install {} ms \
+             and uninstall {} ms on Alpine, {} and {} ms on Debian\n",
+            fmt_ms(own),
+            fmt_ms(alp_i - own),
+            fmt_ms(alp_u - own),
+            fmt_ms(deb_i - own),
+            fmt_ms(deb_u - own),
         );
 
         if let (Some(by), Some(rec)) = (baseline(), &ab) {
@@ -807,7 +827,14 @@ impl Bench {
             // The floor of any hook: runc starting a process that does nothing at both stages.
             let noop_dir = self.dir(&format!("bundles-noop-{}", cases.len()));
             let noop = runc_bundle(Path::new("/bin/true"), &noop_dir, root, &["/bin/true"], Some(&config));
-            cases.push((name, root.clone(), plain, hooked, noop, Snapshot::take(root)));
+            // The floor of this binary: runc starting it at both stages to print its version.
+            let own_dir = self.dir(&format!("bundles-own-{}", cases.len()));
+            let own = runc_bundle_with(hook, &own_dir, root, &["/bin/true"], Some(&config), |spec| {
+                for stage in ["createRuntime", "poststop"] {
+                    spec["hooks"][stage][0]["args"] = serde_json::json!([hook, "--version"]);
+                }
+            });
+            cases.push((name, root.clone(), plain, hooked, noop, own, Snapshot::take(root)));
         }
         let mut n = 0;
         let mut runc = |bundle: &Path| {
@@ -822,12 +849,13 @@ impl Bench {
                 .time()
         };
         eprintln!("bench: runc: {} interleaved rounds", self.runs);
-        let rec = interleave(self.runs, cases.len() * 3, |_, k, rec| {
-            let (name, _, plain, hooked, noop, _) = &cases[k / 3];
-            match k % 3 {
+        let rec = interleave(self.runs, cases.len() * 4, |_, k, rec| {
+            let (name, _, plain, hooked, noop, own, _) = &cases[k / 4];
+            match k % 4 {
                 0 => rec.push(&format!("{name} plain"), runc(plain)),
                 1 => rec.push(&format!("{name} hook"), runc(hooked)),
-                _ => rec.push(&format!("{name} noop"), runc(noop)),
+                2 => rec.push(&format!("{name} noop"), runc(noop)),
+                _ => rec.push(&format!("{name} own"), runc(own)),
             }
         });
         let log_text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -838,7 +866,7 @@ impl Bench {
             "one createRuntime per hooked run:\n{log_text}"
         );
         assert_no_journals(&state);
-        for (_, root, _, _, _, before) in &cases {
+        for (_, root, _, _, _, _, before) in &cases {
             before.assert_same(&Snapshot::take(root), format!("{} after runc runs", root.display()));
         }
 
@@ -847,25 +875,29 @@ impl Bench {
             "`runc run` of `/bin/true` (host network), without hooks and with `createRuntime` + \
              `poststop` running `cacerts-hook` (one CA, state on tmpfs, log to a file). The \
              container's lifetime is the whole `runc run`: create, hooks, start, wait, delete. \
-             The last two columns run `/bin/true` as both hooks: what runc spends on starting \
-             any hook, the floor under ours.\n"
+             Two floors: `/bin/true` as both hooks (what runc spends on starting any hook), and \
+             `cacerts-hook --version` as both hooks (this binary started, its command line \
+             parsed, and nothing done).\n"
         );
         println!(
-            "| root filesystem | without hook ms | with hook ms | added ms | added | `/bin/true` as both hooks ms | added by it |"
+            "| root filesystem | without hook ms | with hook ms | added ms | added | `/bin/true` as both hooks: added | `cacerts-hook --version` as both hooks: added |"
         );
         println!("|---|---:|---:|---:|---:|---:|---:|");
         for (name, ..) in &cases {
             let plain = rec.median(&format!("{name} plain"));
             let hooked = rec.median(&format!("{name} hook"));
             let noop = rec.median(&format!("{name} noop"));
+            let own = rec.median(&format!("{name} own"));
             println!(
-                "| {name} | {} | {} | {} | {:+.1} % | {} | {:+.1} % |",
+                "| {name} | {} | {} | {} | {:+.1} % | {} ms, {:+.1} % | {} ms, {:+.1} % |",
                 fmt_ms(plain),
                 fmt_ms(hooked),
                 fmt_ms(hooked - plain),
                 (hooked / plain - 1.0) * 100.0,
-                fmt_ms(noop),
-                (noop / plain - 1.0) * 100.0
+                fmt_ms(noop - plain),
+                (noop / plain - 1.0) * 100.0,
+                fmt_ms(own - plain),
+                (own / plain - 1.0) * 100.0
             );
             targets.check(
                 &format!("runc run with both hook stages, {name}"),
