@@ -32,7 +32,7 @@ use cacerts_core::{uninstall_with, ContainerRoot, Report};
 use clap::Parser;
 use serde_json::json;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{CdiArgs, Cli, Command, Deferred, DetectArgs, InstallArgs, UninstallArgs};
 use crate::config::{Config, OnError};
 use crate::hook::{Outcome, Stage};
 use crate::log::{quote, Level, Logger};
@@ -167,12 +167,12 @@ fn hook_main(cli: &Cli, stage: Stage) -> ExitCode {
 fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::CreateRuntime | Command::Poststop => unreachable!("handled by hook_main"),
-        Command::Install {
+        Command::Install(Deferred(InstallArgs {
             rootfs,
             certs,
             journal,
             env,
-        } => {
+        })) => {
             let config = Config::load(&cli.config_path())?;
             let loaded = cacerts_core::certs::load(certs);
             for s in &loaded.skipped {
@@ -197,13 +197,13 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             print_report(&report);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Uninstall { rootfs, journal } => {
+        Command::Uninstall(Deferred(UninstallArgs { rootfs, journal })) => {
             let root = ContainerRoot::open(rootfs)?;
             let report = uninstall_with(&root, journal, &hook::options_for(journal))?;
             print_report(&report);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Detect { rootfs, certs } => {
+        Command::Detect(Deferred(DetectArgs { rootfs, certs })) => {
             let config = Config::load(&cli.config_path())?;
             let inputs: Vec<PathBuf> = if certs.is_empty() {
                 config.certs.clone()
@@ -255,7 +255,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 bail!("{} journal(s) could not be collected", summary.errors.len())
             }
         }
-        Command::Cdi { hook_path } => {
+        Command::Cdi(Deferred(CdiArgs { hook_path })) => {
             let args_for = |stage: &str| {
                 let mut args = vec![hook_path.display().to_string()];
                 if let Some(c) = &cli.config {
