@@ -441,13 +441,17 @@ pub fn sanitize(stem: &str) -> String {
 }
 
 fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use rustix::fs::{Mode, OFlags};
     // Non-blocking: opening a FIFO for reading would otherwise wait for a writer forever (the
     // type is checked on the open descriptor, so there is no window to swap the file in between).
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32)
-        .open(path)?;
+    // Opened with rustix, whose O_CLOEXEC is the kernel's: musl's open(3) adds an fcntl after it
+    // for kernels that predate the flag, a system call per CA file.
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut f = std::fs::File::from(fd);
     let meta = f.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::other("not a regular file"));
