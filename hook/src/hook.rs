@@ -73,12 +73,7 @@ fn set(out: &SharedOutcome, f: impl FnOnce(&mut Outcome)) {
 }
 
 /// Runs one stage, reading the state from `stdin`.
-pub fn run<R: std::io::Read + Send + 'static>(
-    stage: Stage,
-    config: &Config,
-    stdin: R,
-    out: &SharedOutcome,
-) -> Result<()> {
+pub fn run(stage: Stage, config: &Config, stdin: impl std::os::fd::AsFd, out: &SharedOutcome) -> Result<()> {
     let bytes = oci::read_with_timeout(stdin, oci::MAX_STATE, STDIN_TIMEOUT)?;
     let state = oci::parse_state(&bytes)?;
     set(out, |o| o.id = Some(state.id.clone()));

@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -105,24 +105,45 @@ pub fn parse_state(bytes: &[u8]) -> Result<State> {
     Ok(state)
 }
 
-/// Reads all of `input` up to `limit` bytes, giving up after `timeout` (a runtime that never
-/// closes our stdin must not hang the container's start). The reading thread is left behind on
-/// timeout; the process exits soon after anyway.
-pub fn read_with_timeout<R: Read + Send + 'static>(input: R, limit: u64, timeout: Duration) -> Result<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let r = input.take(limit + 1).read_to_end(&mut buf).map(|_| buf);
-        let _ = tx.send(r);
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(buf)) if buf.len() as u64 > limit => bail!("container state on stdin is over {limit} bytes"),
-        Ok(Ok(buf)) => Ok(buf),
-        Ok(Err(e)) => Err(e).context("cannot read the container state from stdin"),
-        Err(_) => bail!(
-            "no container state on stdin within {} s (stdin was not closed)",
-            timeout.as_secs()
-        ),
+/// Reads all of `input` (the hook's stdin) up to `limit` bytes, giving up after `timeout` (a
+/// runtime that never closes our stdin must not hang the container's start). Each read waits in
+/// poll(2) for what is left of the timeout, on the descriptor itself (no buffer in between whose
+/// contents poll could not see), so no thread is started for it.
+pub fn read_with_timeout(input: impl AsFd, limit: u64, timeout: Duration) -> Result<Vec<u8>> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    use rustix::io::Errno;
+    let context = "cannot read the container state from stdin";
+    let deadline = Instant::now() + timeout;
+    let fd = input.as_fd();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = Timespec::try_from(left).unwrap_or(Timespec { tv_sec: 0, tv_nsec: 0 });
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&wait)) {
+            Ok(0) => bail!(
+                "no container state on stdin within {} s (stdin was not closed)",
+                timeout.as_secs()
+            ),
+            Ok(_) if fds[0].revents().contains(PollFlags::NVAL) => {
+                bail!("{context}: standard input is not open")
+            }
+            Ok(_) => {}
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(std::io::Error::from(e)).context(context),
+        }
+        match rustix::io::read(fd, &mut chunk) {
+            Ok(0) => return Ok(buf),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() as u64 > limit {
+                    bail!("container state on stdin is over {limit} bytes");
+                }
+            }
+            Err(Errno::INTR | Errno::AGAIN) => {}
+            Err(e) => return Err(std::io::Error::from(e)).context(context),
+        }
     }
 }
 
@@ -215,6 +236,30 @@ mod tests {
     fn normalize() {
         assert_eq!(normalize_in_root(Path::new("etc/ssl/")), Path::new("/etc/ssl"));
         assert_eq!(normalize_in_root(Path::new("/a/../../b/./c")), Path::new("/b/c"));
+    }
+
+    #[test]
+    fn stdin_is_read_to_its_end_across_reads_and_pauses() {
+        use std::io::Write;
+        let (mut writer, reader) = std::os::unix::net::UnixStream::pair().unwrap();
+        let state: Vec<u8> = (0..10_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let sent = state.clone();
+        let t = std::thread::spawn(move || {
+            for part in sent.chunks(3_000) {
+                writer.write_all(part).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        assert_eq!(
+            read_with_timeout(&reader, 10_000, Duration::from_secs(5)).unwrap(),
+            state
+        );
+        t.join().unwrap();
+        let (mut writer, reader) = std::os::unix::net::UnixStream::pair().unwrap();
+        writer.write_all(&state).unwrap();
+        drop(writer);
+        let e = read_with_timeout(&reader, 9_999, Duration::from_secs(5)).unwrap_err();
+        assert!(e.to_string().contains("over 9999 bytes"), "{e}");
     }
 
     #[test]
