@@ -848,8 +848,11 @@ impl Bench {
                 .arg(format!("cacerts-bench-{}-{n}", std::process::id()))
                 .time()
         };
-        eprintln!("bench: runc: {} interleaved rounds", self.runs);
-        let rec = interleave(self.runs, cases.len() * 4, |_, k, rec| {
+        // A `runc run` takes about 30 ms here and moves by several from one run to the next, more
+        // than what the hooks add: four times the rounds of the other sections (a minute).
+        let rounds = self.runs * 4;
+        eprintln!("bench: runc: {rounds} interleaved rounds");
+        let rec = interleave(rounds, cases.len() * 4, |_, k, rec| {
             let (name, _, plain, hooked, noop, own, _) = &cases[k / 4];
             match k % 4 {
                 0 => rec.push(&format!("{name} plain"), runc(plain)),
@@ -862,7 +865,7 @@ impl Bench {
         assert!(!log_text.contains("result=error"), "hook errors:\n{log_text}");
         assert_eq!(
             log_text.matches("stage=createRuntime").count(),
-            self.runs * cases.len(),
+            rounds * cases.len(),
             "one createRuntime per hooked run:\n{log_text}"
         );
         assert_no_journals(&state);
@@ -872,7 +875,8 @@ impl Bench {
 
         println!("## `runc run` of a trivial container\n");
         println!(
-            "`runc run` of `/bin/true` (host network), without hooks and with `createRuntime` + \
+            "`runc run` of `/bin/true` (host network), {rounds} interleaved rounds (medians), without \
+             hooks and with `createRuntime` + \
              `poststop` running `cacerts-hook` (one CA, state on tmpfs, log to a file). The \
              container's lifetime is the whole `runc run`: create, hooks, start, wait, delete. \
              Two floors: `/bin/true` as both hooks (what runc spends on starting any hook), and \
