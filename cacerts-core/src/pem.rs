@@ -95,7 +95,7 @@ impl Scanner {
     /// Feeds the next bytes of the input.
     pub fn feed(&mut self, mut chunk: &[u8]) {
         if let Some(head) = &mut self.head {
-            if self.any_block || head.is_empty() && chunk.first().is_some_and(|&b| b != crate::der::SEQUENCE) {
+            if self.any_block || (head.is_empty() && chunk.first().is_some_and(|&b| b != crate::der::SEQUENCE)) {
                 self.head = None;
             } else {
                 let take = chunk.len().min(MAX_DER - head.len());
