@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cacerts_testkit::containers::{exit_and_output, hooks_dir, pki, runc_bundle, runc_run, scratch, Pki, Server};
+use cacerts_testkit::containers::{
+    exit_and_output, hook_binary_once, hooks_dir, pki, runc_bundle, runc_run, scratch, Pki, Server,
+};
 use cacerts_testkit::fixtures::{alpine_bundle, alpine_full, ubi, Base};
 use cacerts_testkit::rootfs::debian_rootfs;
 use cacerts_testkit::{age, build, Node, Snapshot};
@@ -30,8 +32,9 @@ const PACKAGES: &[&str] = &["ca-certificates", "curl", "openssl"];
 /// Where the Debian installer puts our anchor (the name is derived from the CA's subject).
 const ANCHORS: &str = "/usr/local/share/ca-certificates";
 
+/// The binary under test: the one that ships when `scripts/test` runs (see `hook_binary`).
 fn bin() -> &'static Path {
-    Path::new(BIN)
+    hook_binary_once(BIN)
 }
 
 /// One scenario's world: a scratch dir, a CA with a server, the hook's configuration

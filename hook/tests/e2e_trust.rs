@@ -22,7 +22,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use cacerts_testkit::containers::{certifi_wheel, hook_config, pki, run, runc_bundle_with, runc_run, scratch, Server};
+use cacerts_testkit::containers::{
+    certifi_wheel, hook_binary_once, hook_config, pki, run, runc_bundle_with, runc_run, scratch, Server,
+};
 use cacerts_testkit::rootfs::debian_rootfs;
 use cacerts_testkit::Snapshot;
 use serde_json::{json, Value};
@@ -131,8 +133,9 @@ public class Fetch {
 }
 "#;
 
+/// The binary under test: the one that ships when `scripts/test` runs (see `hook_binary`).
 fn bin() -> &'static Path {
-    Path::new(BIN)
+    hook_binary_once(BIN)
 }
 
 /// `git -C dir args...` with a fixed identity and branch, whatever the host's configuration.

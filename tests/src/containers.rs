@@ -278,3 +278,9 @@ pub fn hook_binary(cargo_built: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(cargo_built))
 }
+
+/// [`hook_binary`], decided once per test process (each test binary has one Cargo-built hook).
+pub fn hook_binary_once(cargo_built: &str) -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| hook_binary(cargo_built))
+}
