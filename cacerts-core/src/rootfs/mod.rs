@@ -690,9 +690,10 @@ pub(crate) struct InPlace {
 }
 
 /// Size of the chunks files are read in for hashing and scanning. Below glibc's mmap threshold
-/// (128 KiB), so that the buffer comes from the heap, whose pages earlier allocations have often
-/// touched already, instead of a mapping of its own, faulted in page by page and unmapped at
-/// exit; and large enough that a 17 MB bundle is read in a few hundred calls. Of 16, 32, 64 and
+/// (128 KiB), so that with glibc's allocator the buffer comes from the heap, whose pages earlier
+/// allocations have often touched already, instead of a mapping of its own, faulted in page by
+/// page and unmapped at exit (the musl build's dlmalloc takes every block from its heap); and
+/// large enough that a 17 MB bundle is read in a few hundred calls. Of 16, 32, 64 and
 /// 128 KiB, 32 and 64 KiB were within a few percent of each other on one-CA installs, and 64 KiB
 /// ahead of the others on a 15,000-certificate bundle.
 const CHUNK: usize = 64 << 10;
