@@ -34,8 +34,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_cacerts-hook");
 
 /// The binary measured (see [`hook_binary`]).
 fn bin() -> &'static Path {
-    static BIN_PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN_PATH.get_or_init(|| hook_binary(BIN))
+    hook_binary(BIN)
 }
 /// The build compared with, from `BENCH_BASELINE_BIN`.
 fn baseline() -> Option<&'static Path> {
@@ -147,6 +146,16 @@ fn percentile(v: &[Duration], p: f64) -> f64 {
     ms.sort_by(f64::total_cmp);
     let rank = ((p / 100.0) * ms.len() as f64).ceil() as usize;
     ms[rank.clamp(1, ms.len()) - 1]
+}
+
+/// The median, p10 and p90 of `s` as three cells of a Markdown row.
+fn spread(s: &[Duration]) -> String {
+    format!(
+        "{} | {} | {}",
+        fmt_ms(median(s)),
+        fmt_ms(percentile(s, 10.0)),
+        fmt_ms(percentile(s, 90.0))
+    )
 }
 
 /// Runs `f(round, contestant, rec)` for every contestant, `runs` times, in an order that rotates
@@ -621,10 +630,8 @@ impl Bench {
             for (op, r) in [("install", rss[name].0), ("uninstall", rss[name].1)] {
                 let s = rec.samples(&format!("{name} {op}"));
                 println!(
-                    "| cacerts-hook {op}, {name} | {} | {} | {} | {} | {} |",
-                    fmt_ms(median(s)),
-                    fmt_ms(percentile(s, 10.0)),
-                    fmt_ms(percentile(s, 90.0)),
+                    "| cacerts-hook {op}, {name} | {} | {} | {} |",
+                    spread(s),
                     fmt_mib(r.peak_rss_kib),
                     r.minor_faults
                 );
@@ -641,36 +648,25 @@ impl Bench {
                     "`--hooksdir` empty: no Java key store"
                 };
                 println!(
-                    "| `update-ca-certificates` in chroot, Debian, {what}; {hooks_note} | {} | {} | {} | | |",
-                    fmt_ms(median(s)),
-                    fmt_ms(percentile(s, 10.0)),
-                    fmt_ms(percentile(s, 90.0)),
+                    "| `update-ca-certificates` in chroot, Debian, {what}; {hooks_note} | {} | | |",
+                    spread(s)
                 );
             }
         }
-        let s = rec.samples("cp");
         println!(
-            "| `cp` of the Alpine bundle (floor: one process, one file) | {} | {} | {} | {} | {} |",
-            fmt_ms(median(s)),
-            fmt_ms(percentile(s, 10.0)),
-            fmt_ms(percentile(s, 90.0)),
+            "| `cp` of the Alpine bundle (floor: one process, one file) | {} | {} | {} |",
+            spread(rec.samples("cp")),
             fmt_mib(cp_usage.peak_rss_kib),
             cp_usage.minor_faults
         );
-        let s = rec.samples("true");
         println!(
-            "| `/bin/true` (floor: starting and reaping a process, here) | {} | {} | {} | | |",
-            fmt_ms(median(s)),
-            fmt_ms(percentile(s, 10.0)),
-            fmt_ms(percentile(s, 90.0)),
+            "| `/bin/true` (floor: starting and reaping a process, here) | {} | | |",
+            spread(rec.samples("true"))
         );
-        let s = rec.samples("version");
         println!(
             "| `cacerts-hook --version` (floor: starting this binary, parsing its command line, \
-             exiting) | {} | {} | {} | | |",
-            fmt_ms(median(s)),
-            fmt_ms(percentile(s, 10.0)),
-            fmt_ms(percentile(s, 90.0)),
+             exiting) | {} | | |",
+            spread(rec.samples("version"))
         );
         println!();
 

@@ -7,7 +7,7 @@
 //! package mirror the first time (root filesystems are cached under `target/test-rootfs/`).
 //! In the hook crate so that Cargo hands it the binary's path.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use cacerts_testkit::containers::{
     hook_binary, hook_config, hooks_dir, pki, podman_run, runc_bundle, runc_run, scratch, Server,
@@ -19,7 +19,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_cacerts-hook");
 const PACKAGES: &[&str] = &["ca-certificates", "curl", "openssl"];
 
 /// The binary under test (see [`hook_binary`]).
-fn bin() -> PathBuf {
+fn bin() -> &'static Path {
     hook_binary(BIN)
 }
 
@@ -35,12 +35,12 @@ fn runc_container_trusts_the_ca_only_with_the_hook_and_keeps_no_trace() {
     let runc_root = work.path().join("runc");
 
     // Control: without the hook, curl does not trust the server.
-    let plain = runc_bundle(&bin(), work.path(), &rootfs, &curl, None);
+    let plain = runc_bundle(bin(), work.path(), &rootfs, &curl, None);
     let (code, text) = runc_run(&runc_root, &plain, &format!("cacerts-e2e-plain-{}", std::process::id()));
     assert_eq!(code, 60, "curl without the CA: {text}");
 
     let before = Snapshot::take(&rootfs);
-    let hooked = runc_bundle(&bin(), work.path(), &rootfs, &curl, Some(&config));
+    let hooked = runc_bundle(bin(), work.path(), &rootfs, &curl, Some(&config));
     let id = format!("cacerts-e2e-hook-{}", std::process::id());
     let (code, text) = runc_run(&runc_root, &hooked, &id);
     let log = std::fs::read_to_string(work.path().join("hook.log")).unwrap_or_default();
@@ -73,7 +73,7 @@ fn podman_container_trusts_the_ca_only_with_the_hook() {
 
     let bundle_file = rootfs.join("etc/ssl/certs/ca-certificates.crt");
     let bundle_before = std::fs::read(&bundle_file).unwrap();
-    let hooks = hooks_dir(&bin(), work.path(), &config);
+    let hooks = hooks_dir(bin(), work.path(), &config);
     let (code, text) = podman_run(&hooks, &rootfs, &curl);
     let log = std::fs::read_to_string(work.path().join("hook.log")).unwrap_or_default();
     assert_eq!(code, 0, "curl with the hook: {text}\nhook log:\n{log}");

@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cacerts_testkit::containers::{
-    exit_and_output, hook_binary_once, hooks_dir, pki, runc_bundle, runc_run, scratch, Pki, Server,
+    exit_and_output, hook_binary, hooks_dir, pki, runc_bundle, runc_run, scratch, Pki, Server,
 };
 use cacerts_testkit::fixtures::{alpine_bundle, alpine_full, ubi, Base};
 use cacerts_testkit::rootfs::debian_rootfs;
@@ -32,9 +32,9 @@ const PACKAGES: &[&str] = &["ca-certificates", "curl", "openssl"];
 /// Where the Debian installer puts our anchor (the name is derived from the CA's subject).
 const ANCHORS: &str = "/usr/local/share/ca-certificates";
 
-/// The binary under test: the one that ships when `scripts/test` runs (see `hook_binary`).
+/// The binary under test: the one that ships when `scripts/test` runs (see [`hook_binary`]).
 fn bin() -> &'static Path {
-    hook_binary_once(BIN)
+    hook_binary(BIN)
 }
 
 /// One scenario's world: a scratch dir, a CA with a server, the hook's configuration

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::process::Command;
 
 use cacerts_testkit::containers::{
-    certifi_wheel, hook_binary_once, hook_config, pki, run, runc_bundle_with, runc_run, scratch, Server,
+    certifi_wheel, hook_binary, hook_config, pki, run, runc_bundle_with, runc_run, scratch, Server,
 };
 use cacerts_testkit::rootfs::debian_rootfs;
 use cacerts_testkit::Snapshot;
@@ -133,9 +133,9 @@ public class Fetch {
 }
 "#;
 
-/// The binary under test: the one that ships when `scripts/test` runs (see `hook_binary`).
+/// The binary under test: the one that ships when `scripts/test` runs (see [`hook_binary`]).
 fn bin() -> &'static Path {
-    hook_binary_once(BIN)
+    hook_binary(BIN)
 }
 
 /// `git -C dir args...` with a fixed identity and branch, whatever the host's configuration.

@@ -273,14 +273,12 @@ pub fn certifi_wheel() -> PathBuf {
 /// The hook binary to run end to end: `CACERTS_HOOK_BIN` when set (`scripts/test` and
 /// `scripts/bench` set it to the statically linked build that ships, from
 /// `scripts/build-release`), else `cargo_built`, the one Cargo built for the test or bench.
-pub fn hook_binary(cargo_built: &str) -> PathBuf {
-    std::env::var_os("CACERTS_HOOK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(cargo_built))
-}
-
-/// [`hook_binary`], decided once per test process (each test binary has one Cargo-built hook).
-pub fn hook_binary_once(cargo_built: &str) -> &'static Path {
+/// Decided once per process (each test or bench binary has one Cargo-built hook).
+pub fn hook_binary(cargo_built: &str) -> &'static Path {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| hook_binary(cargo_built))
+    BIN.get_or_init(|| {
+        std::env::var_os("CACERTS_HOOK_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(cargo_built))
+    })
 }
