@@ -406,13 +406,9 @@ fn change_paths(canonical: &mut impl FnMut(&Path) -> Option<PathBuf>, change: &C
     out
 }
 
+/// Writes the bundle record beside the journal, in the state directory the stage's
+/// [`ContainerLock`] made and holds.
 fn write_record(path: &Path, record: &BundleRecord) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create state directory {}", dir.display()))?;
     let mut temp = path.as_os_str().to_owned();
     temp.push(format!(".new-{}", std::process::id()));
     let temp = PathBuf::from(temp);
