@@ -141,7 +141,13 @@ pub(crate) fn walk(
 ) -> Result<Walked> {
     let mut pending = components(path)?;
     if backend == Backend::Openat2 {
-        if let Some(w) = walk_canonical_parent(root, pending.make_contiguous(), follow_final, allow_missing) {
+        if let Some(w) = walk_canonical_parent(
+            root,
+            pending.make_contiguous(),
+            follow_final,
+            allow_missing,
+            no_symlinks,
+        ) {
             return Ok(w);
         }
     }
@@ -151,64 +157,154 @@ pub(crate) fn walk(
 /// The `openat2` shortcut of [`walk`]: the parent of `components` opened with symlinks refused,
 /// then the last component as the user-space walk takes it. `None` for anything that is not that
 /// plain case, which the user-space walk then handles (and reports) from the start.
+///
+/// Two cases short of plain are still taken here, as the user-space walk would take them:
+/// - a final symlink to follow (`/etc/os-release -> ../usr/lib/os-release`): its target is read
+///   and walked the same way, the `..` at its start taken off the parent's path, which the kernel
+///   has just shown to be free of symlinks (a `..` anywhere else goes to the user-space walk);
+/// - with `allow_missing`, a parent that does not exist: shorter parents are asked for until one
+///   does, and the component below it is checked to be missing.
 fn walk_canonical_parent(
     root: BorrowedFd<'_>,
     components: &[OsString],
     follow_final: bool,
     allow_missing: bool,
+    no_symlinks: bool,
 ) -> Option<Walked> {
-    let (last, parents) = components.split_last()?;
     if components.iter().any(|c| c == "..") {
         return None;
     }
-    let mut steps = Vec::with_capacity(2);
-    if !parents.is_empty() {
-        let mut rel = PathBuf::with_capacity(parents.iter().map(|p| p.len() + 1).sum());
-        rel.extend(parents);
-        let how = in_root() | ResolveFlags::NO_SYMLINKS;
-        let fd = openat2(
-            root,
-            &rel,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+    let mut followed: Vec<OsString>;
+    let mut components = components;
+    for _ in 0..=MAX_SYMLINKS {
+        let (last, parents) = components.split_last()?;
+        let (mut steps, mut missing) = open_parent(root, parents, allow_missing)?;
+        if !missing.is_empty() {
+            missing.push(last.clone());
+            return Some(Walked { steps, missing });
+        }
+        let dir = steps.last().map(|s| s.fd.as_fd()).unwrap_or(root);
+        match openat(
+            dir,
+            last,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
-            how,
-        )
-        .ok()?;
-        let meta = Meta::from_stat(&fstat(&fd).ok()?);
-        steps.push(Step {
-            fd,
-            name: rel.into_os_string(),
-            meta,
-        });
+        ) {
+            Ok(fd) => {
+                let meta = Meta::from_stat(&fstat(&fd).ok()?);
+                if meta.kind == FileKind::Symlink && follow_final {
+                    if no_symlinks {
+                        return None;
+                    }
+                    followed = link_target(&fd, parents)?;
+                    components = &followed;
+                    continue;
+                }
+                steps.push(Step {
+                    fd,
+                    name: last.clone(),
+                    meta,
+                });
+                return Some(Walked {
+                    steps,
+                    missing: Vec::new(),
+                });
+            }
+            Err(Errno::NOENT) if allow_missing => {
+                return Some(Walked {
+                    steps,
+                    missing: vec![last.clone()],
+                })
+            }
+            Err(_) => return None,
+        }
     }
-    let dir = steps.last().map(|s| s.fd.as_fd()).unwrap_or(root);
+    None
+}
+
+/// The directory `parents` (in-root components, no `..`) opened with symlinks refused, as the
+/// walk's steps, with no missing components; or, with `allow_missing`, the longest of its
+/// prefixes that exists, and the components below it, the first of which was seen to be missing.
+/// `None` for anything else.
+fn open_parent(root: BorrowedFd<'_>, parents: &[OsString], allow_missing: bool) -> Option<(Vec<Step>, Vec<OsString>)> {
+    let how = in_root() | ResolveFlags::NO_SYMLINKS;
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut upto = parents.len();
+    while upto > 0 {
+        let mut rel = PathBuf::with_capacity(parents[..upto].iter().map(|p| p.len() + 1).sum());
+        rel.extend(&parents[..upto]);
+        match openat2(root, &rel, flags, Mode::empty(), how) {
+            Ok(fd) => {
+                let meta = Meta::from_stat(&fstat(&fd).ok()?);
+                let step = Step {
+                    fd,
+                    name: rel.into_os_string(),
+                    meta,
+                };
+                if upto == parents.len() {
+                    return Some((vec![step], Vec::new()));
+                }
+                // The kernel said a component below is missing; make sure of the first one (it
+                // may have appeared since, or be what the error was about in another way).
+                return match openat(
+                    &step.fd,
+                    &parents[upto],
+                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    Err(Errno::NOENT) => Some((vec![step], parents[upto..].to_vec())),
+                    _ => None,
+                };
+            }
+            Err(Errno::NOENT) if allow_missing => upto -= 1,
+            Err(_) => return None,
+        }
+    }
+    if parents.is_empty() {
+        return Some((Vec::new(), Vec::new()));
+    }
     match openat(
-        dir,
-        last,
+        root,
+        &parents[0],
         OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     ) {
-        Ok(fd) => {
-            let meta = Meta::from_stat(&fstat(&fd).ok()?);
-            if meta.kind == FileKind::Symlink && follow_final {
-                return None;
-            }
-            steps.push(Step {
-                fd,
-                name: last.clone(),
-                meta,
-            });
-            Some(Walked {
-                steps,
-                missing: Vec::new(),
-            })
-        }
-        Err(Errno::NOENT) if allow_missing => Some(Walked {
-            steps,
-            missing: vec![last.clone()],
-        }),
-        Err(_) => None,
+        Err(Errno::NOENT) => Some((Vec::new(), parents.to_vec())),
+        _ => None,
     }
+}
+
+/// The components a final symlink `link` in the directory `parents` leads to: its target after
+/// `parents` (or from the root, for an absolute one). A `..` at the target's start takes a
+/// component off `parents`, which the kernel has just reached with symlinks refused, so that is
+/// where the `..` leads; `None` for a `..` after a name of the target's own (that name may be a
+/// symlink), or an empty target.
+fn link_target(link: &OwnedFd, parents: &[OsString]) -> Option<Vec<OsString>> {
+    let target = readlinkat(link, "", Vec::new()).ok()?;
+    let target = Path::new(OsStr::from_bytes(target.as_bytes()));
+    if target.as_os_str().is_empty() {
+        return None;
+    }
+    let mut out = if target.has_root() {
+        Vec::new()
+    } else {
+        parents.to_vec()
+    };
+    let mut named = false;
+    for c in target.components() {
+        match c {
+            Component::Normal(n) => {
+                named = true;
+                out.push(n.to_owned());
+            }
+            Component::ParentDir if !named => {
+                out.pop();
+            }
+            Component::ParentDir => return None,
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    Some(out)
 }
 
 /// The user-space walk of [`walk`], one component at a time.
@@ -410,6 +506,8 @@ mod tests {
         std::fs::create_dir_all(r.join("usr/share/ca-certificates")).unwrap();
         std::fs::write(r.join("etc/ssl/certs/ca.crt"), "ca").unwrap();
         std::fs::write(r.join("etc/file-as-dir"), "file").unwrap();
+        std::fs::create_dir_all(r.join("usr/lib")).unwrap();
+        std::fs::write(r.join("usr/lib/os-release"), "ID=test").unwrap();
         for (link, target) in [
             ("etc/ssl/certs/link.pem", "ca.crt"),
             ("etc/ssl/certs/abs.pem", "/etc/ssl/certs/ca.crt"),
@@ -420,6 +518,14 @@ mod tests {
             ("etc/dangling", "/nonexistent/x"),
             ("etc/loop1", "loop2"),
             ("etc/loop2", "loop1"),
+            ("etc/os-release", "../usr/lib/os-release"),
+            ("etc/ssl/certs/up-and-back.pem", "../certs/ca.crt"),
+            ("etc/ssl/certs/dots-inside.pem", "../../etc/ssl/x/../certs/ca.crt"),
+            ("etc/ssl/certs/gone.pem", "not-there.crt"),
+            ("etc/ssl/certs/gone-dir.pem", "../not-there/ca.crt"),
+            ("etc/chain1", "chain2"),
+            ("etc/chain2", "/etc/ssl/cert.pem"),
+            ("etc/to-file-as-dir", "file-as-dir/x"),
         ] {
             symlink(target, r.join(link)).unwrap();
         }
@@ -451,6 +557,16 @@ mod tests {
         "/etc/ssl/./certs/ca.crt",
         "/etc/ssl/certs/ca.crt/",
         "/usr/share/ca-certificates/new.crt",
+        "/etc/os-release",
+        "/etc/ssl/certs/up-and-back.pem",
+        "/etc/ssl/certs/dots-inside.pem",
+        "/etc/ssl/certs/gone.pem",
+        "/etc/ssl/certs/gone-dir.pem",
+        "/etc/chain1",
+        "/etc/to-file-as-dir",
+        "/usr/missing/deeper/new.crt",
+        "/missing/deeper/new.crt",
+        "/etc/file-as-dir/x/y",
         "relative/path",
     ];
 
@@ -505,7 +621,14 @@ mod tests {
                 let Ok(mut pending) = components(path) else {
                     continue;
                 };
-                if walk_canonical_parent(root.as_fd(), pending.make_contiguous(), follow_final, allow_missing).is_some()
+                if walk_canonical_parent(
+                    root.as_fd(),
+                    pending.make_contiguous(),
+                    follow_final,
+                    allow_missing,
+                    no_symlinks,
+                )
+                .is_some()
                 {
                     shortcuts += 1;
                 }
