@@ -40,6 +40,11 @@ impl Default for Settings {
 /// family did not cover, then the language-runtime stores. Only certificates a file does not
 /// hold yet are added to it, so planning again after an install yields an empty plan.
 pub fn plan(root: &ContainerRoot, certs: &[CaCert], settings: &Settings) -> Result<(Detection, Plan)> {
+    // Planning only looks, and looks at the same places several times (see `memoized`).
+    root.memoized(|| plan_now(root, certs, settings))
+}
+
+fn plan_now(root: &ContainerRoot, certs: &[CaCert], settings: &Settings) -> Result<(Detection, Plan)> {
     let mut detection = distro::detect(root)?;
     let mut planner = Planner::new(root, certs, settings.create_store_when_none);
     if !certs.is_empty() {

@@ -12,11 +12,13 @@
 mod meta;
 pub(crate) mod walk;
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rustix::fs::{
     fchmod, fchown, fstat, futimens, mkdirat, openat, renameat_with, statat, symlinkat, unlinkat, AtFlags, Mode,
@@ -44,6 +46,17 @@ pub struct ContainerRoot {
     host_path: PathBuf,
     backend: Backend,
     read_limit: u64,
+    /// Path lookups remembered while [`ContainerRoot::memoized`] runs; `None` otherwise.
+    memo: Mutex<Option<Memo>>,
+}
+
+/// What lookups by path found, kept for the span of one [`ContainerRoot::memoized`] call. Only
+/// answers are kept, no descriptors, and never a failure.
+#[derive(Debug, Default)]
+struct Memo {
+    metadata: HashMap<PathBuf, Option<Meta>>,
+    symlink_metadata: HashMap<PathBuf, Option<Meta>>,
+    canonical: HashMap<PathBuf, PathBuf>,
 }
 
 /// One entry of a directory listing.
@@ -85,7 +98,65 @@ impl ContainerRoot {
             host_path,
             backend,
             read_limit: DEFAULT_READ_LIMIT,
+            memo: Mutex::new(None),
         })
+    }
+
+    /// Runs `f` with lookups by path remembered: within it, [`ContainerRoot::metadata`],
+    /// [`ContainerRoot::symlink_metadata`] and [`ContainerRoot::canonicalize`] resolve each path
+    /// once, and later calls for it get the first answer.
+    ///
+    /// For making a plan, which looks at the same places several times over (the detection, then
+    /// the family's layout, then Go's list of bundles) and changes nothing: a plan is only ever a
+    /// proposal, and the install checks every entry again as it changes it. Nothing that
+    /// mutates the tree may run inside `f`. Nested calls share the outer call's memo.
+    pub fn memoized<T>(&self, f: impl FnOnce() -> T) -> T {
+        let outer = {
+            let mut memo = self.memo();
+            let outer = memo.is_some();
+            if !outer {
+                *memo = Some(Memo::default());
+            }
+            outer
+        };
+        // Cleared on the way out even if `f` unwinds.
+        struct Clear<'a>(&'a ContainerRoot, bool);
+        impl Drop for Clear<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    *self.0.memo() = None;
+                }
+            }
+        }
+        let _clear = Clear(self, outer);
+        f()
+    }
+
+    fn memo(&self) -> MutexGuard<'_, Option<Memo>> {
+        // A panic while the lock was held left at worst a partial memo of true answers.
+        self.memo.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `lookup` of `path`, from `table` of the memo when one is kept and it holds `path`.
+    fn remembered<T: Clone>(
+        &self,
+        path: &Path,
+        table: fn(&mut Memo) -> &mut HashMap<PathBuf, T>,
+        lookup: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        if let Some(memo) = self.memo().as_mut() {
+            if let Some(found) = table(memo).get(path) {
+                return Ok(found.clone());
+            }
+        } else {
+            return lookup();
+        }
+        // Looked up without the lock held: `lookup` may itself ask for other paths.
+        let found = lookup()?;
+        if let Some(memo) = self.memo().as_mut() {
+            table(memo).insert(path.to_owned(), found.clone());
+        }
+        Ok(found)
     }
 
     /// Sets the largest file [`ContainerRoot::read_file`] accepts.
@@ -120,6 +191,10 @@ impl ContainerRoot {
     /// Metadata of `path`, following symlinks inside the root. `None` if it does not exist.
     pub fn metadata(&self, path: impl AsRef<Path>) -> Result<Option<Meta>> {
         let path = path.as_ref();
+        self.remembered(path, |m| &mut m.metadata, || self.metadata_now(path))
+    }
+
+    fn metadata_now(&self, path: &Path) -> Result<Option<Meta>> {
         match walk::open_follow(self.fd.as_fd(), self.backend, path)? {
             Some(fd) => Ok(Some(Meta::from_stat(
                 &fstat(&fd).map_err(|e| Error::io("stat", path, e))?,
@@ -130,7 +205,12 @@ impl ContainerRoot {
 
     /// Metadata of `path` itself (a final symlink is not followed). `None` if it does not exist.
     pub fn symlink_metadata(&self, path: impl AsRef<Path>) -> Result<Option<Meta>> {
-        let w = walk::walk(self.fd.as_fd(), self.backend, path.as_ref(), false, true, false)?;
+        let path = path.as_ref();
+        self.remembered(path, |m| &mut m.symlink_metadata, || self.symlink_metadata_now(path))
+    }
+
+    fn symlink_metadata_now(&self, path: &Path) -> Result<Option<Meta>> {
+        let w = walk::walk(self.fd.as_fd(), self.backend, path, false, true, false)?;
         if !w.missing.is_empty() {
             return Ok(None);
         }
@@ -143,7 +223,12 @@ impl ContainerRoot {
     /// The canonical form of `path` inside the root: symlinks resolved as the container would,
     /// no `.` or `..`. Trailing components that do not exist yet are kept as given.
     pub fn canonicalize(&self, path: impl AsRef<Path>) -> Result<PathBuf> {
-        Ok(walk::walk(self.fd.as_fd(), self.backend, path.as_ref(), true, true, false)?.full_path())
+        let path = path.as_ref();
+        self.remembered(
+            path,
+            |m| &mut m.canonical,
+            || Ok(walk::walk(self.fd.as_fd(), self.backend, path, true, true, false)?.full_path()),
+        )
     }
 
     /// Reads the target of the symlink at `path`.
@@ -879,4 +964,66 @@ pub(crate) fn read_xattrs(fd: BorrowedFd<'_>, display: &Path) -> Result<Xattrs> 
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Inside `memoized`, a path is looked up once and its first answer stands; outside it, and
+    /// after it, every call looks again. Errors are not remembered.
+    #[test]
+    fn lookups_are_remembered_only_while_memoized() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("etc/ssl")).unwrap();
+        std::fs::write(r.join("etc/ssl/a.pem"), "a").unwrap();
+        std::os::unix::fs::symlink("a.pem", r.join("etc/ssl/cert.pem")).unwrap();
+        let root = ContainerRoot::open(r).unwrap();
+        let kind = |p: &str| root.metadata(p).unwrap().map(|m| m.kind);
+        let link_kind = |p: &str| root.symlink_metadata(p).unwrap().map(|m| m.kind);
+
+        root.memoized(|| {
+            assert_eq!(kind("/etc/ssl/cert.pem"), Some(FileKind::File));
+            assert_eq!(link_kind("/etc/ssl/cert.pem"), Some(FileKind::Symlink));
+            assert_eq!(
+                root.canonicalize("/etc/ssl/cert.pem").unwrap(),
+                Path::new("/etc/ssl/a.pem")
+            );
+            assert_eq!(kind("/etc/ssl/new.pem"), None);
+            assert!(root.metadata("relative").is_err());
+
+            std::fs::remove_file(r.join("etc/ssl/cert.pem")).unwrap();
+            std::fs::write(r.join("etc/ssl/b.pem"), "b").unwrap();
+            std::os::unix::fs::symlink("b.pem", r.join("etc/ssl/cert.pem")).unwrap();
+            std::fs::write(r.join("etc/ssl/new.pem"), "new").unwrap();
+            std::fs::write(r.join("etc/other.pem"), "other").unwrap();
+
+            // The first answers stand, nested calls included; a path not asked for yet is
+            // looked up.
+            root.memoized(|| {
+                assert_eq!(
+                    root.canonicalize("/etc/ssl/cert.pem").unwrap(),
+                    Path::new("/etc/ssl/a.pem")
+                );
+            });
+            assert_eq!(
+                root.canonicalize("/etc/ssl/cert.pem").unwrap(),
+                Path::new("/etc/ssl/a.pem")
+            );
+            assert_eq!(kind("/etc/ssl/new.pem"), None);
+            assert_eq!(kind("/etc/other.pem"), Some(FileKind::File));
+            assert!(root.metadata("relative").is_err());
+        });
+
+        // After it, the tree as it is.
+        assert_eq!(
+            root.canonicalize("/etc/ssl/cert.pem").unwrap(),
+            Path::new("/etc/ssl/b.pem")
+        );
+        assert_eq!(kind("/etc/ssl/new.pem"), Some(FileKind::File));
+        std::fs::remove_file(r.join("etc/ssl/new.pem")).unwrap();
+        assert_eq!(kind("/etc/ssl/new.pem"), None);
+        assert!(root.memo().is_none());
+    }
 }
