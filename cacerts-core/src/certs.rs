@@ -182,7 +182,7 @@ fn load_file(path: &Path, seen: &mut HashSet<[u8; 32]>, out: &mut Loaded) {
             reason,
         })
     };
-    let bytes = match read_bounded(path) {
+    let bytes = match crate::host::read_file(path, MAX_INPUT) {
         Ok(b) => b,
         Err(e) => return skip(out, format!("cannot read: {e}")),
     };
@@ -439,47 +439,6 @@ pub fn sanitize(stem: &str) -> String {
     } else {
         out
     }
-}
-
-fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    use rustix::fs::{Mode, OFlags};
-    // Non-blocking: opening a FIFO for reading would otherwise wait for a writer forever (the
-    // type is checked on the open descriptor, so there is no window to swap the file in between).
-    // Opened with rustix, whose O_CLOEXEC is the kernel's: musl's open(3) adds an fcntl after it
-    // for kernels that predate the flag, a system call per CA file.
-    let fd = rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut f = std::fs::File::from(fd);
-    let meta = f.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    if meta.len() > MAX_INPUT {
-        return Err(std::io::Error::other(format!("larger than {MAX_INPUT} bytes")));
-    }
-    // The size fstat reported, in one read: the end is not read for. A file that grows
-    // meanwhile is read to that size, one cut short to its end.
-    let mut buf = vec![0u8; meta.len() as usize];
-    let n = read_full(&mut f, &mut buf)?;
-    buf.truncate(n);
-    Ok(buf)
-}
-
-/// Reads into `buf` until it is full or the input ends; returns how much was read.
-fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]

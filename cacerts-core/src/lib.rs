@@ -60,6 +60,7 @@ mod der;
 pub mod distro;
 pub mod error;
 pub mod failpoint;
+pub mod host;
 pub mod installer;
 pub mod journal;
 pub mod pem;

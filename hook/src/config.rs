@@ -145,7 +145,7 @@ fn describe(text: &str, e: &toml::de::Error) -> String {
 }
 
 fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    crate::oci::read_regular_file(path, MAX_SIZE)
+    cacerts_core::host::read_file(path, MAX_SIZE)
 }
 
 #[cfg(test)]

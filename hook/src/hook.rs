@@ -429,7 +429,7 @@ fn write_record(path: &Path, record: &BundleRecord) -> Result<()> {
 
 /// Reads a bundle record; `None` when there is none or it cannot be parsed.
 pub fn read_record(path: &Path) -> Option<BundleRecord> {
-    let bytes = oci::read_regular_file(path, 1 << 16).ok()?;
+    let bytes = cacerts_core::host::read_file(path, 1 << 16).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 

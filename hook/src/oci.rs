@@ -5,10 +5,7 @@
 //! extra `root` and status `created`, poststop without `pid`, older engines' `bundlePath`).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Read;
 use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -147,41 +144,11 @@ pub fn read_with_timeout(input: impl AsFd, limit: u64, timeout: Duration) -> Res
     }
 }
 
-/// Reads a regular host file up to `limit` bytes. Opened non-blocking and checked to be a regular
-/// file before reading, so a FIFO or device never hangs us.
-pub fn read_regular_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    let file: File = OpenOptions::new()
-        .read(true)
-        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    if meta.len() > limit {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{} bytes is over the {limit}-byte limit", meta.len()),
-        ));
-    }
-    let mut buf = Vec::new();
-    file.take(limit + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > limit {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("over the {limit}-byte limit"),
-        ));
-    }
-    Ok(buf)
-}
-
 /// Reads and parses `config.json` from the bundle.
 pub fn read_spec(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
-    let bytes = read_regular_file(&path, MAX_CONFIG).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes =
+        cacerts_core::host::read_file(&path, MAX_CONFIG).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("invalid {}", path.display()))
 }
 
