@@ -109,8 +109,10 @@ impl ContainerRoot {
     /// For making a plan, which looks at the same places several times over (the detection, then
     /// the family's layout, then Go's list of bundles) and changes nothing: a plan is only ever a
     /// proposal, and the install checks every entry again as it changes it. Nothing that
-    /// mutates the tree may run inside `f`. Nested calls share the outer call's memo.
-    pub fn memoized<T>(&self, f: impl FnOnce() -> T) -> T {
+    /// mutates the tree may run inside `f`: the transaction canonicalizes paths too, and must see
+    /// the tree as it is. Crate-private for that reason, and only `installer::plan` calls it.
+    /// Nested calls share the outer call's memo.
+    pub(crate) fn memoized<T>(&self, f: impl FnOnce() -> T) -> T {
         let outer = {
             let mut memo = self.memo();
             let outer = memo.is_some();
