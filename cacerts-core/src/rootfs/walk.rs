@@ -115,14 +115,17 @@ pub(crate) fn components(path: &Path) -> Result<VecDeque<OsString>> {
             reason: "contains a NUL byte",
         });
     }
-    Ok(path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_owned()),
-            Component::ParentDir => Some(OsString::from("..")),
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
-        })
-        .collect())
+    Ok(names(path).collect())
+}
+
+/// The components of `path` as a walk takes them, in order: each name, and `..` as the name
+/// `..`; the root and `.` are dropped.
+fn names(path: &Path) -> impl Iterator<Item = OsString> + '_ {
+    path.components().filter_map(|c| match c {
+        Component::Normal(n) => Some(n.to_owned()),
+        Component::ParentDir => Some(OsString::from("..")),
+        Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+    })
 }
 
 /// Walks `path` from `root`. See the module documentation.
@@ -246,15 +249,7 @@ fn open_parent(root: BorrowedFd<'_>, parents: &[OsString], allow_missing: bool) 
                 }
                 // The kernel said a component below is missing; make sure of the first one (it
                 // may have appeared since, or be what the error was about in another way).
-                return match openat(
-                    &step.fd,
-                    &parents[upto],
-                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                ) {
-                    Err(Errno::NOENT) => Some((vec![step], parents[upto..].to_vec())),
-                    _ => None,
-                };
+                return absent(step.fd.as_fd(), &parents[upto]).then(|| (vec![step], parents[upto..].to_vec()));
             }
             Err(Errno::NOENT) if allow_missing => upto -= 1,
             Err(_) => return None,
@@ -263,15 +258,13 @@ fn open_parent(root: BorrowedFd<'_>, parents: &[OsString], allow_missing: bool) 
     if parents.is_empty() {
         return Some((Vec::new(), Vec::new()));
     }
-    match openat(
-        root,
-        &parents[0],
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Err(Errno::NOENT) => Some((Vec::new(), parents.to_vec())),
-        _ => None,
-    }
+    absent(root, &parents[0]).then(|| (Vec::new(), parents.to_vec()))
+}
+
+/// Whether `name` is missing from `dir` (not followed, were it a symlink).
+fn absent(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    matches!(openat(dir, name, flags, Mode::empty()), Err(Errno::NOENT))
 }
 
 /// The components a final symlink `link` in the directory `parents` leads to: its target after
@@ -291,17 +284,14 @@ fn link_target(link: &OwnedFd, parents: &[OsString]) -> Option<Vec<OsString>> {
         parents.to_vec()
     };
     let mut named = false;
-    for c in target.components() {
-        match c {
-            Component::Normal(n) => {
-                named = true;
-                out.push(n.to_owned());
-            }
-            Component::ParentDir if !named => {
-                out.pop();
-            }
-            Component::ParentDir => return None,
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+    for name in names(target) {
+        if name != ".." {
+            named = true;
+            out.push(name);
+        } else if named {
+            return None;
+        } else {
+            out.pop();
         }
     }
     Some(out)
@@ -386,14 +376,7 @@ fn walk_user_space(
             if target.has_root() {
                 steps.clear();
             }
-            let mut rest: VecDeque<OsString> = target
-                .components()
-                .filter_map(|c| match c {
-                    Component::Normal(n) => Some(n.to_owned()),
-                    Component::ParentDir => Some(OsString::from("..")),
-                    _ => None,
-                })
-                .collect();
+            let mut rest: VecDeque<OsString> = names(&target).collect();
             rest.extend(pending);
             pending = rest;
             continue;
