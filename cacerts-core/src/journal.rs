@@ -15,7 +15,7 @@
 //! records and the tree as it is.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -253,21 +253,27 @@ fn invalid(path: &Path, reason: impl Into<String>, hint: &'static str) -> Error 
     }
 }
 
+/// Largest journal read: far above what any install writes (a thousand CAs make a journal of
+/// a few hundred kilobytes), and a bound on what a mistaken path can make us allocate.
+const MAX_JOURNAL: u64 = 1 << 30;
+
 const CORRUPT_HINT: &str = "the changes it records cannot be undone automatically; \
      inspect the journal, repair the rootfs by hand if needed, then delete the journal";
 
 impl Journal {
     /// Reads a journal; `Ok(None)` if there is none at `path`.
     pub fn read(path: &Path) -> Result<Option<Journal>> {
-        // O_NONBLOCK: a FIFO put at the journal path must not make us wait; the type check
-        // below then refuses it.
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_cloexec() | rustix::fs::OFlags::NONBLOCK.bits() as i32)
-            .open(path)
-        {
-            Ok(f) => f,
+        // Read whole, in one call of its size: a line of a thousand records is a few hundred
+        // kilobytes, which a line reader would grow into by doubling.
+        let bytes = match crate::host::read_file(path, MAX_JOURNAL) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                return Err(invalid(path, "not a regular file", "pass the path of a journal file"))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(invalid(path, e.to_string(), CORRUPT_HINT))
+            }
             Err(source) => {
                 return Err(Error::JournalIo {
                     path: path.to_owned(),
@@ -275,27 +281,17 @@ impl Journal {
                 })
             }
         };
-        let meta = file.metadata().map_err(|source| Error::JournalIo {
-            path: path.to_owned(),
-            cause: source,
-        })?;
-        if !meta.is_file() {
-            return Err(invalid(path, "not a regular file", "pass the path of a journal file"));
+        // Each line with its newline; the last one may lack it.
+        let mut lines: Vec<&[u8]> = Vec::new();
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', &bytes) {
+            lines.push(&bytes[start..=end]);
+            start = end + 1;
         }
-        let mut lines = Vec::new();
-        let mut reader = BufReader::new(file);
-        loop {
-            let mut line = Vec::new();
-            let n = reader.read_until(b'\n', &mut line).map_err(|source| Error::JournalIo {
-                path: path.to_owned(),
-                cause: source,
-            })?;
-            if n == 0 {
-                break;
-            }
-            lines.push(line);
+        if start < bytes.len() {
+            lines.push(&bytes[start..]);
         }
-        let Some(first) = lines.first() else {
+        let Some(&first) = lines.first() else {
             return Err(invalid(path, "empty file", CORRUPT_HINT));
         };
         let header: Header = serde_json::from_slice(first)
@@ -319,7 +315,7 @@ impl Journal {
         }
         let count = lines.len();
         let mut records = Vec::with_capacity(count - 1);
-        for (i, line) in lines.iter().enumerate().skip(1) {
+        for (i, &line) in lines.iter().enumerate().skip(1) {
             match serde_json::from_slice::<Record>(line) {
                 Ok(Record::Batch { records: batch }) => records.extend(batch),
                 Ok(r) => records.push(r),
@@ -666,8 +662,11 @@ mod path_bytes {
 /// Bytes as base64: a fragment of a thousand certificates is most of a megabyte, which hex
 /// would double and encode and decode several times slower.
 mod base64_bytes {
+    use std::fmt;
+
     use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
 
     /// Encoded as it is written out: serde_json's `collect_str` writes the text through, so no
     /// copy of it is held.
@@ -675,11 +674,24 @@ mod base64_bytes {
         s.collect_str(&base64::display::Base64Display::new(v, &crate::pem::BASE64))
     }
 
+    /// Decoded from the text where it lies (borrowed from the journal's bytes when it has no
+    /// escapes, as ours never has): no copy of the text is made.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        crate::pem::BASE64
-            .decode(text.as_bytes())
-            .map_err(serde::de::Error::custom)
+        d.deserialize_str(Base64Text)
+    }
+
+    struct Base64Text;
+
+    impl Visitor<'_> for Base64Text {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a base64 string")
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Vec<u8>, E> {
+            crate::pem::BASE64.decode(text.as_bytes()).map_err(E::custom)
+        }
     }
 }
 
@@ -758,6 +770,51 @@ mod tests {
             Record::Batch { records: back } => assert_eq!(back.len(), 2),
             other => panic!("not a batch: {other:?}"),
         }
+    }
+
+    /// A journal is read whole, so one far larger than any install writes is refused before
+    /// anything is allocated for it, naming its size and the limit.
+    #[test]
+    fn a_journal_over_the_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let file = File::create(&path).unwrap();
+        file.set_len(MAX_JOURNAL + 1).unwrap();
+        let err = Journal::read(&path).expect_err("over the limit").to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(
+            err.contains(&format!(
+                "{} bytes is over the {MAX_JOURNAL}-byte limit",
+                MAX_JOURNAL + 1
+            )),
+            "{err}"
+        );
+    }
+
+    /// Lines are split where the newlines are, the last one with or without its own: a torn
+    /// record at the end is passed over, a whole one without a newline is kept.
+    #[test]
+    fn the_last_line_needs_no_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let header = r#"{"format":"cacerts-hook-journal","version":1,"rootfs":"/r","root_dev":1}"#;
+        let mkdir = r#"{"op":"mkdir","id":1,"path":"/a"}"#;
+        for (text, records) in [
+            (format!("{header}\n{mkdir}\n{mkdir}\n"), 2),
+            (format!("{header}\n{mkdir}\n{mkdir}"), 2),
+            (format!("{header}\n{mkdir}\n{{\"op\":\"mk"), 1),
+            (format!("{header}\n"), 0),
+            (header.to_owned(), 0),
+        ] {
+            std::fs::write(&path, &text).unwrap();
+            let journal = Journal::read(&path).unwrap().expect("a journal");
+            assert_eq!(journal.records.len(), records, "{text:?}");
+        }
+        std::fs::write(&path, format!("{header}\n{{\"op\":\"mk\n{mkdir}\n")).unwrap();
+        let err = Journal::read(&path)
+            .expect_err("a torn line before the last")
+            .to_string();
+        assert!(err.contains("line 2 is corrupt"), "{err}");
     }
 
     #[test]
