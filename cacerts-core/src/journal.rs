@@ -14,12 +14,15 @@
 //! made* (the identity of the new inode). Uninstall needs nothing else: it is a function of these
 //! records and the tree as it is.
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -159,78 +162,210 @@ pub(crate) enum NewEntry {
     },
 }
 
-/// One journal record.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// One journal record: an object whose `op` names its kind, then the kind's fields.
+///
+/// Written by serde's derive (the tag first); read by hand, the tag first too, so that the rest
+/// of a line goes straight into its record. The derive would first buffer every line whole,
+/// and a batch of a thousand records is a few hundred kilobytes.
+#[derive(Clone, Debug, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub(crate) enum Record {
-    /// A directory whose entries are about to change, with its times before any change.
-    DirTimes {
-        #[serde(with = "path_bytes")]
-        path: PathBuf,
-        identity: Identity,
-        atime: Time,
-        mtime: Time,
-    },
-    /// About to create directory `path`.
-    Mkdir {
-        id: u32,
-        #[serde(with = "path_bytes")]
-        path: PathBuf,
-    },
-    /// About to create `temp` beside `path` and rename it to `path` (never replacing anything).
-    Create {
-        id: u32,
-        #[serde(with = "path_bytes")]
-        path: PathBuf,
-        temp: String,
-        entry: NewEntry,
-    },
-    /// About to replace the regular file `path` by `temp`, renamed over it.
-    Edit {
-        id: u32,
-        #[serde(with = "path_bytes")]
-        path: PathBuf,
-        temp: String,
-        original: Box<Original>,
-        new_sha256: String,
-        undo: Undo,
-    },
-    /// About to write `fragment` at the end of the regular file `path`, in place (the file has
-    /// no other name and is not a mount point).
-    Append {
-        id: u32,
-        #[serde(with = "path_bytes")]
-        path: PathBuf,
-        original: Box<Appended>,
-        #[serde(with = "base64_bytes")]
-        fragment: Vec<u8>,
-    },
-    /// About to change the regular file `path` in place (it has no other name and is not a mount
-    /// point): write `tail` from offset `keep`, over the original's last bytes `old_tail`, then
-    /// each of `patches`, all within the original's first `keep` bytes. An [`Record::Append`] is
-    /// the case with no patches and no old tail; a Java key store gaining entries patches its
-    /// entry count and writes the new entries over its old integrity hash.
-    Patch {
-        id: u32,
-        #[serde(with = "path_bytes")]
-        path: PathBuf,
-        original: Box<Appended>,
-        keep: u64,
-        #[serde(with = "base64_bytes")]
-        old_tail: Vec<u8>,
-        #[serde(with = "base64_bytes")]
-        tail: Vec<u8>,
-        patches: Vec<Splice>,
-        /// How to take our change out should the container change the file afterwards.
-        undo: Undo,
-    },
-    /// The entry of record `id` now exists with this identity (for `Create` and `Edit`, the
-    /// temporary file, before it is renamed).
-    Made { id: u32, identity: Identity },
-    /// Uninstall is about to write `temp` to put back or clean the file of record `id`.
-    Restore { id: u32, temp: String },
-    /// Several records written as one line: all of them are in the journal, or none.
-    Batch { records: Vec<Record> },
+    DirTimes(DirTimes),
+    Mkdir(Mkdir),
+    Create(Create),
+    Edit(Edit),
+    Append(Append),
+    Patch(Patch),
+    Made(Made),
+    Restore(Restore),
+    Batch(Batch),
+}
+
+/// A directory whose entries are about to change, with its times before any change.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct DirTimes {
+    #[serde(with = "path_bytes")]
+    pub path: PathBuf,
+    pub identity: Identity,
+    pub atime: Time,
+    pub mtime: Time,
+}
+
+/// About to create directory `path`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Mkdir {
+    pub id: u32,
+    #[serde(with = "path_bytes")]
+    pub path: PathBuf,
+}
+
+/// About to create `temp` beside `path` and rename it to `path` (never replacing anything).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Create {
+    pub id: u32,
+    #[serde(with = "path_bytes")]
+    pub path: PathBuf,
+    pub temp: String,
+    pub entry: NewEntry,
+}
+
+/// About to replace the regular file `path` by `temp`, renamed over it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Edit {
+    pub id: u32,
+    #[serde(with = "path_bytes")]
+    pub path: PathBuf,
+    pub temp: String,
+    pub original: Box<Original>,
+    pub new_sha256: String,
+    pub undo: Undo,
+}
+
+/// About to write `fragment` at the end of the regular file `path`, in place (the file has no
+/// other name and is not a mount point).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Append {
+    pub id: u32,
+    #[serde(with = "path_bytes")]
+    pub path: PathBuf,
+    pub original: Box<Appended>,
+    #[serde(with = "base64_bytes")]
+    pub fragment: Vec<u8>,
+}
+
+/// About to change the regular file `path` in place (it has no other name and is not a mount
+/// point): write `tail` from offset `keep`, over the original's last bytes `old_tail`, then each
+/// of `patches`, all within the original's first `keep` bytes. An [`Append`] is the case with no
+/// patches and no old tail; a Java key store gaining entries patches its entry count and writes
+/// the new entries over its old integrity hash.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Patch {
+    pub id: u32,
+    #[serde(with = "path_bytes")]
+    pub path: PathBuf,
+    pub original: Box<Appended>,
+    pub keep: u64,
+    #[serde(with = "base64_bytes")]
+    pub old_tail: Vec<u8>,
+    #[serde(with = "base64_bytes")]
+    pub tail: Vec<u8>,
+    pub patches: Vec<Splice>,
+    /// How to take our change out should the container change the file afterwards.
+    pub undo: Undo,
+}
+
+/// The entry of record `id` now exists with this identity (for [`Create`] and [`Edit`], the
+/// temporary file, before it is renamed).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Made {
+    pub id: u32,
+    pub identity: Identity,
+}
+
+/// Uninstall is about to write `temp` to put back or clean the file of record `id`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Restore {
+    pub id: u32,
+    pub temp: String,
+}
+
+/// Several records written as one line: all of them are in the journal, or none.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Batch {
+    pub records: Vec<Record>,
+}
+
+/// The kinds of record, as `op` names them.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Op {
+    DirTimes,
+    Mkdir,
+    Create,
+    Edit,
+    Append,
+    Patch,
+    Made,
+    Restore,
+    Batch,
+}
+
+impl Record {
+    /// The record of kind `op` whose other fields `fields` holds.
+    fn of_kind<'de, D: Deserializer<'de>>(op: Op, fields: D) -> std::result::Result<Record, D::Error> {
+        Ok(match op {
+            Op::DirTimes => Record::DirTimes(DirTimes::deserialize(fields)?),
+            Op::Mkdir => Record::Mkdir(Mkdir::deserialize(fields)?),
+            Op::Create => Record::Create(Create::deserialize(fields)?),
+            Op::Edit => Record::Edit(Edit::deserialize(fields)?),
+            Op::Append => Record::Append(Append::deserialize(fields)?),
+            Op::Patch => Record::Patch(Patch::deserialize(fields)?),
+            Op::Made => Record::Made(Made::deserialize(fields)?),
+            Op::Restore => Record::Restore(Restore::deserialize(fields)?),
+            Op::Batch => Record::Batch(Batch::deserialize(fields)?),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Record, D::Error> {
+        d.deserialize_map(RecordVisitor)
+    }
+}
+
+struct RecordVisitor;
+
+impl<'de> Visitor<'de> for RecordVisitor {
+    type Value = Record;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a journal record (an object with an \"op\")")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Record, A::Error> {
+        let first = map.next_key::<FieldName>()?;
+        if matches!(first, Some(FieldName::Op)) {
+            let op = map.next_value()?;
+            return Record::of_kind(op, MapAccessDeserializer::new(map));
+        }
+        // `op` elsewhere (not as this build writes it): the fields are gathered first.
+        let mut fields = serde_json::Map::new();
+        if let Some(FieldName::Other(name)) = first {
+            fields.insert(name, map.next_value()?);
+            while let Some((name, value)) = map.next_entry::<String, serde_json::Value>()? {
+                fields.insert(name, value);
+            }
+        }
+        let op = fields.remove("op").ok_or_else(|| de::Error::missing_field("op"))?;
+        let op = Op::deserialize(op).map_err(de::Error::custom)?;
+        Record::of_kind(op, serde_json::Value::Object(fields)).map_err(de::Error::custom)
+    }
+}
+
+/// A record's field name: `op`, told apart without a copy, or another.
+enum FieldName {
+    Op,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for FieldName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<FieldName, D::Error> {
+        struct Name;
+        impl Visitor<'_> for Name {
+            type Value = FieldName;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> std::result::Result<FieldName, E> {
+                Ok(if name == "op" {
+                    FieldName::Op
+                } else {
+                    FieldName::Other(name.to_owned())
+                })
+            }
+        }
+        d.deserialize_identifier(Name)
+    }
 }
 
 /// A journal read back from disk.
@@ -317,7 +452,7 @@ impl Journal {
         let mut records = Vec::with_capacity(count - 1);
         for (i, &line) in lines.iter().enumerate().skip(1) {
             match serde_json::from_slice::<Record>(line) {
-                Ok(Record::Batch { records: batch }) => records.extend(batch),
+                Ok(Record::Batch(Batch { records: batch })) => records.extend(batch),
                 Ok(r) => records.push(r),
                 // A crash can tear the last line; it was never acted on, since the change it
                 // describes only starts after the line is flushed.
@@ -339,7 +474,7 @@ impl Journal {
     /// Removes the journal and its backups, flushing the directory.
     pub fn delete(path: &Path, records: &[Record]) -> Result<()> {
         for r in records {
-            if let Record::Edit { original, .. } = r {
+            if let Record::Edit(Edit { original, .. }) = r {
                 failpoint::hit()?;
                 remove_if_exists(&Journal::backup_path(path, &original.backup))?;
             }
@@ -399,7 +534,7 @@ pub(crate) struct Writer {
     len: u64,
 }
 
-/// Serializes as [`Record::Batch`] does, borrowing the records instead of owning copies.
+/// Serializes as a [`Record::Batch`] does, borrowing the records instead of owning copies.
 #[derive(Serialize)]
 #[serde(tag = "op", rename = "batch")]
 struct BatchRef<'a> {
@@ -725,15 +860,15 @@ mod tests {
     use super::*;
 
     fn mkdir(path: &Path) -> Record {
-        Record::Mkdir {
+        Record::Mkdir(Mkdir {
             id: 7,
             path: path.to_owned(),
-        }
+        })
     }
 
     fn path_of(line: &str) -> PathBuf {
         match serde_json::from_str(line).expect("a record") {
-            Record::Mkdir { path, .. } => path,
+            Record::Mkdir(Mkdir { path, .. }) => path,
             other => panic!("not a mkdir record: {other:?}"),
         }
     }
@@ -761,14 +896,98 @@ mod tests {
     fn a_borrowed_batch_is_written_as_a_batch_record() {
         let records = vec![mkdir(Path::new("/a")), mkdir(Path::new("/b"))];
         let borrowed = serde_json::to_string(&BatchRef { records: &records }).unwrap();
-        let owned = serde_json::to_string(&Record::Batch {
+        let owned = serde_json::to_string(&Record::Batch(Batch {
             records: records.clone(),
-        })
+        }))
         .unwrap();
         assert_eq!(borrowed, owned);
         match serde_json::from_str(&borrowed).unwrap() {
-            Record::Batch { records: back } => assert_eq!(back.len(), 2),
+            Record::Batch(Batch { records: back }) => assert_eq!(back.len(), 2),
             other => panic!("not a batch: {other:?}"),
+        }
+    }
+
+    /// Journal lines as the builds before the hand-written reader wrote them, one of every kind
+    /// of record (a Debian install with its Java key store, and the kinds it does not make):
+    /// each is read, and written back byte for byte.
+    #[test]
+    fn every_kind_of_record_reads_and_writes_back_the_same() {
+        let text = include_str!("../testdata/journal-v1.jsonl");
+        let mut lines = text.lines();
+        let header: Header = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(header.format, FORMAT);
+        let mut kinds = std::collections::BTreeSet::new();
+        for line in lines {
+            let record: Record = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert_eq!(serde_json::to_string(&record).unwrap(), line);
+            let mut all = vec![&record];
+            if let Record::Batch(b) = &record {
+                all.extend(&b.records);
+            }
+            for r in all {
+                kinds.insert(match r {
+                    Record::DirTimes(_) => "dir_times",
+                    Record::Mkdir(_) => "mkdir",
+                    Record::Create(c) if matches!(c.entry, NewEntry::Symlink { .. }) => "create symlink",
+                    Record::Create(_) => "create file",
+                    Record::Edit(_) => "edit",
+                    Record::Append(_) => "append",
+                    Record::Patch(_) => "patch",
+                    Record::Made(_) => "made",
+                    Record::Restore(_) => "restore",
+                    Record::Batch(_) => "batch",
+                });
+            }
+        }
+        let want = [
+            "append",
+            "batch",
+            "create file",
+            "create symlink",
+            "dir_times",
+            "edit",
+            "made",
+            "mkdir",
+            "patch",
+            "restore",
+        ];
+        assert_eq!(kinds.into_iter().collect::<Vec<_>>(), want);
+    }
+
+    /// `op` is written first, and read first without gathering the fields; a record with it
+    /// elsewhere (edited by hand, say) reads the same all the same.
+    #[test]
+    fn op_need_not_come_first() {
+        let first = r#"{"op":"create","id":9,"path":"/etc/ssl/certs/0123abcd.0","temp":".t","entry":{"symlink":{"target":"a.pem"}}}"#;
+        let later = r#"{"id":9,"path":"/etc/ssl/certs/0123abcd.0","op":"create","temp":".t","entry":{"symlink":{"target":"a.pem"}}}"#;
+        let last = r#"{"id":9,"path":"/etc/ssl/certs/0123abcd.0","temp":".t","entry":{"symlink":{"target":"a.pem"}},"op":"create"}"#;
+        for line in [later, last] {
+            let record: Record = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert_eq!(serde_json::to_string(&record).unwrap(), first);
+        }
+        let batch = format!(r#"{{"records":[{later},{first}],"op":"batch"}}"#);
+        match serde_json::from_str(&batch).unwrap() {
+            Record::Batch(Batch { records }) => assert_eq!(records.len(), 2),
+            other => panic!("not a batch: {other:?}"),
+        }
+    }
+
+    /// What is not a record is refused, saying why.
+    #[test]
+    fn a_record_without_a_known_op_is_an_error() {
+        for (line, says) in [
+            (r#"{"id":7,"path":"/a"}"#, "missing field `op`"),
+            (r#"{}"#, "missing field `op`"),
+            (r#"{"op":"rmdir","id":7,"path":"/a"}"#, "unknown variant `rmdir`"),
+            (r#"{"id":7,"op":"rmdir","path":"/a"}"#, "unknown variant `rmdir`"),
+            (r#"{"op":7,"id":7,"path":"/a"}"#, "expected value at line 1 column 7"),
+            (r#"{"id":7,"op":7,"path":"/a"}"#, "invalid type: integer `7`"),
+            (r#"{"op":"mkdir","path":"/a"}"#, "missing field `id`"),
+            (r#"{"path":"/a","op":"mkdir"}"#, "missing field `id`"),
+            (r#"["mkdir",7,"/a"]"#, "invalid type"),
+        ] {
+            let err = serde_json::from_str::<Record>(line).expect_err(line).to_string();
+            assert!(err.contains(says), "{line}: {err}");
         }
     }
 

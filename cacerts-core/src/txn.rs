@@ -16,8 +16,8 @@ use std::rc::Rc;
 use crate::error::{Error, Result};
 
 use crate::journal::{
-    self, random_suffix, sha256_hex, Appended, ContentHasher, Header, Journal, NewEntry, Original, Record, Splice,
-    Undo, Writer,
+    self, random_suffix, sha256_hex, Append, Appended, ContentHasher, Create, DirTimes, Header, Journal, Made, Mkdir,
+    NewEntry, Original, Patch, Record, Restore, Splice, Undo, Writer,
 };
 use crate::plan::{Change, Edit, Plan};
 use crate::rootfs::{ContainerRoot, DirHandle, FileKind, Identity, InPlace, Meta, NewAttrs, Xattrs};
@@ -256,12 +256,12 @@ impl Tx<'_> {
     fn touch(&mut self, dir: &DirHandle) -> Result<()> {
         if self.touched.insert(dir.path().to_owned()) {
             let m = dir.meta();
-            self.writer.append(&Record::DirTimes {
+            self.writer.append(&Record::DirTimes(DirTimes {
                 path: dir.path().to_owned(),
                 identity: m.identity(),
                 atime: m.atime,
                 mtime: m.mtime,
-            })?;
+            }))?;
         }
         Ok(())
     }
@@ -290,16 +290,16 @@ impl Tx<'_> {
             self.touch(dir)?;
             let id = self.id();
             let new = current.join(&name);
-            self.writer.append(&Record::Mkdir { id, path: new.clone() })?;
+            self.writer.append(&Record::Mkdir(Mkdir { id, path: new.clone() }))?;
             let attrs = NewAttrs {
                 mode: 0o755,
                 ..inherited.clone()
             };
             let made = dir.create_dir(&name, &attrs)?;
-            self.writer.append(&Record::Made {
+            self.writer.append(&Record::Made(Made {
                 id,
                 identity: made.identity(),
-            })?;
+            }))?;
             self.report.created.push(new.clone());
             current = new;
         }
@@ -359,11 +359,13 @@ impl Tx<'_> {
         }
         let intents: Vec<Record> = items
             .iter()
-            .map(|i| Record::Create {
-                id: i.id,
-                path: i.path.clone(),
-                temp: i.temp.to_string_lossy().into_owned(),
-                entry: i.entry.clone(),
+            .map(|i| {
+                Record::Create(Create {
+                    id: i.id,
+                    path: i.path.clone(),
+                    temp: i.temp.to_string_lossy().into_owned(),
+                    entry: i.entry.clone(),
+                })
             })
             .collect();
         self.writer.append_all(&intents)?;
@@ -378,10 +380,10 @@ impl Tx<'_> {
                 NewEntry::File { .. } => dir.create_file(&i.temp, i.contents, &attrs, self.options.durable)?,
                 NewEntry::Symlink { target } => dir.create_symlink(&i.temp, target.as_os_str(), &attrs)?,
             };
-            made.push(Record::Made {
+            made.push(Record::Made(Made {
                 id: i.id,
                 identity: meta.identity(),
-            });
+            }));
         }
         self.writer.append_all(&made)?;
         for i in items {
@@ -415,7 +417,7 @@ impl Tx<'_> {
         let id = self.id();
         let temp = temp_name();
         let backup = format!("orig-{id}-{}", random_suffix());
-        self.writer.append(&Record::Edit {
+        self.writer.append(&Record::Edit(journal::Edit {
             id,
             path: path.clone(),
             temp: temp.to_string_lossy().into_owned(),
@@ -434,7 +436,7 @@ impl Tx<'_> {
             }),
             new_sha256: sha256_hex(&new),
             undo,
-        })?;
+        }))?;
         self.writer.write_backup(&backup, &bytes)?;
         let attrs = NewAttrs {
             uid: meta.uid,
@@ -444,10 +446,10 @@ impl Tx<'_> {
             times: None,
         };
         let made = dir.create_file(&temp, &new, &attrs, self.options.durable)?;
-        self.writer.append(&Record::Made {
+        self.writer.append(&Record::Made(Made {
             id,
             identity: made.identity(),
-        })?;
+        }))?;
         dir.rename(&temp, name, false)?;
         self.report.edited.push(path);
         Ok(())
@@ -472,16 +474,16 @@ impl Tx<'_> {
         fragment.extend_from_slice(extra);
         self.touch(dir)?;
         let id = self.id();
-        let record = Record::Append {
+        let record = Record::Append(Append {
             id,
             path,
             original: original_of(file, size, hasher),
             fragment,
-        };
+        });
         self.writer.append(&record)?;
         // The record's own copy is what is written: a thousand certificates are most of a
         // megabyte, not to be held twice.
-        let Record::Append { path, fragment, .. } = record else {
+        let Record::Append(Append { path, fragment, .. }) = record else {
             unreachable!("the record built above")
         };
         file.write_at(size, &fragment, self.options.durable)?;
@@ -540,7 +542,7 @@ impl Tx<'_> {
         }
         self.touch(dir)?;
         let id = self.id();
-        self.writer.append(&Record::Patch {
+        self.writer.append(&Record::Patch(Patch {
             id,
             path: path.to_owned(),
             original: original_of(file, size, hasher),
@@ -556,7 +558,7 @@ impl Tx<'_> {
                 aliases: add.added,
                 password: password.to_owned(),
             },
-        })?;
+        }))?;
         // Any mix of these two writes reaching the disk is undone from the record alone.
         file.write_at(add.keep, &add.tail, false)?;
         file.write_at(add.count_at, &add.new_count, self.options.durable)?;
@@ -615,10 +617,10 @@ fn undo(root: &ContainerRoot, journal_path: &Path, j: Journal, options: &Options
     let mut restores: HashMap<u32, Vec<String>> = HashMap::new();
     for r in &j.records {
         match r {
-            Record::Made { id, identity } => {
+            Record::Made(Made { id, identity }) => {
                 made.insert(*id, *identity);
             }
-            Record::Restore { id, temp } => restores.entry(*id).or_default().push(temp.clone()),
+            Record::Restore(Restore { id, temp }) => restores.entry(*id).or_default().push(temp.clone()),
             _ => {}
         }
     }
@@ -635,22 +637,22 @@ fn undo(root: &ContainerRoot, journal_path: &Path, j: Journal, options: &Options
     };
     for r in j.records.iter().rev() {
         let (path, result) = match r {
-            Record::Mkdir { id, path } => (path, u.undo_mkdir(*id, path)),
-            Record::Create { id, path, temp, entry } => (path, u.undo_create(*id, path, temp, entry)),
-            Record::Edit {
+            Record::Mkdir(Mkdir { id, path }) => (path, u.undo_mkdir(*id, path)),
+            Record::Create(Create { id, path, temp, entry }) => (path, u.undo_create(*id, path, temp, entry)),
+            Record::Edit(journal::Edit {
                 id,
                 path,
                 temp,
                 original,
                 new_sha256,
                 undo,
-            } => (path, u.undo_edit(*id, path, temp, original, new_sha256, undo)),
-            Record::Append {
+            }) => (path, u.undo_edit(*id, path, temp, original, new_sha256, undo)),
+            Record::Append(Append {
                 id,
                 path,
                 original,
                 fragment,
-            } => {
+            }) => {
                 let change = InPlaceChange {
                     original,
                     keep: original.size,
@@ -662,7 +664,7 @@ fn undo(root: &ContainerRoot, journal_path: &Path, j: Journal, options: &Options
                 let undo = || Undo::RemoveFragments(vec![fragment.clone()]);
                 (path, u.undo_in_place(*id, path, &change, undo))
             }
-            Record::Patch {
+            Record::Patch(Patch {
                 id,
                 path,
                 original,
@@ -671,7 +673,7 @@ fn undo(root: &ContainerRoot, journal_path: &Path, j: Journal, options: &Options
                 tail,
                 patches,
                 undo,
-            } => {
+            }) => {
                 let change = InPlaceChange {
                     original,
                     keep: *keep,
@@ -686,12 +688,12 @@ fn undo(root: &ContainerRoot, journal_path: &Path, j: Journal, options: &Options
         u.settle(path, result)?;
     }
     for r in j.records.iter().rev() {
-        if let Record::DirTimes {
+        if let Record::DirTimes(DirTimes {
             path,
             identity,
             atime,
             mtime,
-        } = r
+        }) = r
         {
             let result = match root.dir_if_exists(path) {
                 Ok(Some(dir)) if identity.matches(dir.meta(), u.same_mount) => dir.set_own_times(*atime, *mtime),
@@ -1092,10 +1094,10 @@ impl Undoer<'_> {
     fn restore_temp(&mut self, id: u32) -> Result<OsString> {
         let temp = temp_name();
         let temp_str = temp.to_string_lossy().into_owned();
-        self.writer.append(&Record::Restore {
+        self.writer.append(&Record::Restore(Restore {
             id,
             temp: temp_str.clone(),
-        })?;
+        }))?;
         self.restores.entry(id).or_default().push(temp_str);
         Ok(temp)
     }
