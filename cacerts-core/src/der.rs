@@ -68,17 +68,32 @@ pub(crate) fn elements(mut content: &[u8]) -> Option<Vec<Tlv<'_>>> {
 /// The DER encoding of an element with a single-byte `tag`.
 pub(crate) fn encode(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + 6);
+    push_header(&mut out, tag, content.len());
+    out.extend_from_slice(content);
+    out
+}
+
+/// Appends to `out` the identifier and length octets of an element with a single-byte `tag` and
+/// `len` bytes of contents.
+pub(crate) fn push_header(out: &mut Vec<u8>, tag: u8, len: usize) {
     out.push(tag);
-    let len = content.len();
     if len < 0x80 {
         out.push(len as u8);
     } else {
-        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
     }
-    out.extend_from_slice(content);
-    out
+}
+
+/// How many bytes [`push_header`] appends for `len` bytes of contents.
+pub(crate) fn header_len(len: usize) -> usize {
+    if len < 0x80 {
+        2
+    } else {
+        2 + len.to_be_bytes().iter().skip_while(|b| **b == 0).count()
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +105,7 @@ mod tests {
         for n in [0usize, 1, 127, 128, 255, 256, 65_535, 65_536, 1 << 20] {
             let content = vec![7u8; n];
             let enc = encode(OCTET_STRING, &content);
+            assert_eq!(header_len(n), enc.len() - n);
             let (tlv, rest) = split(&enc).unwrap();
             assert_eq!(
                 (tlv.tag, tlv.content, tlv.raw, rest),

@@ -48,53 +48,101 @@ pub fn subject_hash_old(name_der: &[u8]) -> u32 {
 /// entries of a multi-valued RDN are sorted by their encodings, as DER sorts a SET OF. An empty
 /// name has an empty encoding.
 pub fn canonical(name_der: &[u8]) -> Result<Vec<u8>, MalformedName> {
-    let (name, rest) = der::split(name_der).ok_or(MalformedName("not DER"))?;
+    let (name, rest) = der::split(name_der).ok_or(NOT_DER)?;
     if name.tag != der::SEQUENCE || !rest.is_empty() {
         return Err(MalformedName("not a SEQUENCE"));
     }
+    let rdns = der::elements(name.content).ok_or(NOT_DER)?;
     let mut out = Vec::with_capacity(name.content.len());
-    for rdn in der::elements(name.content).ok_or(MalformedName("not DER"))? {
+    // Buffers kept from one entry to the next: a name is a handful of entries, and each would
+    // otherwise cost several allocations.
+    let mut scratch = Scratch::default();
+    let mut entries: Vec<Vec<u8>> = Vec::new();
+    for rdn in rdns {
         if rdn.tag != der::SET {
             return Err(MalformedName("a relative name is not a SET"));
         }
-        let mut entries = der::elements(rdn.content)
-            .ok_or(MalformedName("not DER"))?
-            .into_iter()
-            .map(canonical_entry)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut count = 0;
+        let mut items = rdn.content;
+        while !items.is_empty() {
+            let (entry, rest) = der::split(items).ok_or(NOT_DER)?;
+            items = rest;
+            if count == entries.len() {
+                entries.push(Vec::new());
+            }
+            entries[count].clear();
+            canonical_entry(entry, &mut scratch, &mut entries[count])?;
+            count += 1;
+        }
         // OpenSSL keeps entries, not sets: a set without entries leaves no trace.
-        if entries.is_empty() {
+        if count == 0 {
             continue;
         }
+        let entries = &mut entries[..count];
         entries.sort();
-        out.extend(der::encode(der::SET, &entries.concat()));
+        der::push_header(&mut out, der::SET, entries.iter().map(Vec::len).sum());
+        for entry in entries.iter() {
+            out.extend_from_slice(entry);
+        }
     }
     Ok(out)
 }
 
-/// One `AttributeTypeAndValue`, canonical.
-fn canonical_entry(entry: Tlv<'_>) -> Result<Vec<u8>, MalformedName> {
+const NOT_DER: MalformedName = MalformedName("not DER");
+
+/// Room for one entry's value while it is made canonical.
+#[derive(Default)]
+struct Scratch {
+    text: String,
+    folded: Vec<u8>,
+}
+
+/// One `AttributeTypeAndValue`, canonical, appended to `out`.
+fn canonical_entry(entry: Tlv<'_>, scratch: &mut Scratch, out: &mut Vec<u8>) -> Result<(), MalformedName> {
     let shape = MalformedName("an entry is not SEQUENCE { OID, value }");
-    if entry.tag != der::SEQUENCE {
+    if entry.tag != der::SEQUENCE || entry.content.is_empty() {
         return Err(shape);
     }
-    let [oid, value] = der::elements(entry.content).ok_or(MalformedName("not DER"))?[..] else {
-        return Err(shape);
+    let (oid, rest) = der::split(entry.content).ok_or(NOT_DER)?;
+    let (value, rest) = match der::split(rest) {
+        Some(value) => value,
+        None if rest.is_empty() => return Err(shape),
+        None => return Err(NOT_DER),
     };
+    if !rest.is_empty() {
+        der::elements(rest).ok_or(NOT_DER)?;
+        return Err(shape);
+    }
     if oid.tag != der::OID {
         return Err(shape);
     }
-    let mut content = der::encode(der::OID, oid.content);
-    if is_canonicalised(value.tag) {
-        let text =
-            string_value(value.tag, value.content).ok_or(MalformedName("a string value is not valid in its type"))?;
-        content.extend(der::encode(UTF8_STRING, &fold(text.as_bytes())));
+    // The value: a string as UTF-8, folded; another primitive with its length in DER's
+    // shortest form; anything constructed as it is.
+    let (tag, content) = if is_canonicalised(value.tag) {
+        scratch.text.clear();
+        push_string_value(value.tag, value.content, &mut scratch.text)
+            .ok_or(MalformedName("a string value is not valid in its type"))?;
+        scratch.folded.clear();
+        fold_into(scratch.text.as_bytes(), &mut scratch.folded);
+        (Some(UTF8_STRING), &scratch.folded[..])
     } else if value.tag & 0x20 == 0 {
-        content.extend(der::encode(value.tag, value.content));
+        (Some(value.tag), value.content)
     } else {
-        content.extend_from_slice(value.raw);
+        (None, value.raw)
+    };
+    let value_len = match tag {
+        Some(_) => der::header_len(content.len()) + content.len(),
+        None => content.len(),
+    };
+    let oid_len = der::header_len(oid.content.len()) + oid.content.len();
+    der::push_header(out, der::SEQUENCE, oid_len + value_len);
+    der::push_header(out, der::OID, oid.content.len());
+    out.extend_from_slice(oid.content);
+    if let Some(tag) = tag {
+        der::push_header(out, tag, content.len());
     }
-    Ok(der::encode(der::SEQUENCE, &content))
+    out.extend_from_slice(content);
+    Ok(())
 }
 
 /// The string types OpenSSL converts to canonical UTF-8 (NumericString is not one of them).
@@ -110,30 +158,48 @@ fn is_canonicalised(tag: u8) -> bool {
 /// types (PrintableString, T61String, IA5String, VisibleString, NumericString) as Latin-1.
 /// `None` for other types and for values invalid in their type.
 pub(crate) fn string_value(tag: u8, content: &[u8]) -> Option<String> {
+    let mut text = String::new();
+    push_string_value(tag, content, &mut text)?;
+    Some(text)
+}
+
+/// [`string_value`], appended to `out`; `None` (and `out` partly written) when invalid.
+fn push_string_value(tag: u8, content: &[u8], out: &mut String) -> Option<()> {
     match tag {
-        UTF8_STRING => std::str::from_utf8(content).ok().map(str::to_owned),
+        UTF8_STRING => out.push_str(std::str::from_utf8(content).ok()?),
         PRINTABLE_STRING | T61_STRING | IA5_STRING | VISIBLE_STRING | NUMERIC_STRING => {
-            Some(content.iter().map(|b| char::from(*b)).collect())
+            out.extend(content.iter().map(|b| char::from(*b)))
         }
-        BMP_STRING if content.len() % 2 == 0 => content
-            .chunks(2)
-            .map(|c| char::from_u32(u32::from(u16::from_be_bytes([c[0], c[1]]))))
-            .collect(),
-        UNIVERSAL_STRING if content.len() % 4 == 0 => content
-            .chunks(4)
-            .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
-            .collect(),
-        _ => None,
+        BMP_STRING if content.len() % 2 == 0 => {
+            for c in content.chunks(2) {
+                out.push(char::from_u32(u32::from(u16::from_be_bytes([c[0], c[1]])))?);
+            }
+        }
+        UNIVERSAL_STRING if content.len() % 4 == 0 => {
+            for c in content.chunks(4) {
+                out.push(char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))?);
+            }
+        }
+        _ => return None,
     }
+    Some(())
 }
 
 /// ASCII white space (space, tab, LF, VT, FF, CR) trimmed and inner runs of it made one space,
 /// ASCII letters lower-cased; bytes of multi-byte characters are left alone.
+#[cfg(test)]
 fn fold(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    fold_into(text, &mut out);
+    out
+}
+
+/// [`fold`], appended to `out`.
+fn fold_into(text: &[u8], out: &mut Vec<u8>) {
     let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
     let start = text.iter().position(|b| !is_space(b)).unwrap_or(text.len());
     let end = text.iter().rposition(|b| !is_space(b)).map_or(start, |i| i + 1);
-    let mut out = Vec::with_capacity(end - start);
+    out.reserve(end - start);
     let mut in_space = false;
     for b in &text[start..end] {
         if is_space(b) {
@@ -146,7 +212,6 @@ fn fold(text: &[u8]) -> Vec<u8> {
             in_space = false;
         }
     }
-    out
 }
 
 #[cfg(test)]
