@@ -359,21 +359,26 @@ const NAME_ABBREVS: &[(&[u8], &str)] = &[
 
 /// The subject in one line, for messages: `CN=..., O=...`.
 fn one_line(name: &X509Name<'_>) -> String {
-    name.iter_attributes()
-        .map(|atv| {
-            let oid = atv.attr_type();
-            let key = match NAME_ABBREVS.iter().find(|(der, _)| *der == oid.as_bytes()) {
-                Some((_, abbrev)) => (*abbrev).to_owned(),
-                None => oid2abbrev(oid, oid_registry())
-                    .map(str::to_owned)
-                    .unwrap_or_else(|_| oid.to_id_string()),
-            };
-            let value =
-                attribute_text(atv).unwrap_or_else(|| String::from_utf8_lossy(atv.attr_value().data).into_owned());
-            format!("{key}={value}")
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut out = String::new();
+    for atv in name.iter_attributes() {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        let oid = atv.attr_type();
+        match NAME_ABBREVS.iter().find(|(der, _)| *der == oid.as_bytes()) {
+            Some((_, abbrev)) => out.push_str(abbrev),
+            None => match oid2abbrev(oid, oid_registry()) {
+                Ok(abbrev) => out.push_str(abbrev),
+                Err(_) => out.push_str(&oid.to_id_string()),
+            },
+        }
+        out.push('=');
+        match attribute_text(atv) {
+            Some(text) => out.push_str(&text),
+            None => out.push_str(&String::from_utf8_lossy(atv.attr_value().data)),
+        }
+    }
+    out
 }
 
 /// The value of a name's attribute as text, when it is one of the string types.
@@ -451,6 +456,39 @@ mod tests {
             let oid = x509_parser::der_parser::oid::Oid::new((*der).into());
             assert_eq!(oid2abbrev(&oid, oid_registry()), Ok(*abbrev), "{}", oid.to_id_string());
         }
+    }
+
+    /// The one-line subject of messages: abbreviations first from the table, then from the
+    /// registry (`streetAddress`), else the dotted OID; text values as text, others as their bytes.
+    #[test]
+    fn one_line_subjects() {
+        use x509_parser::prelude::FromDer;
+        let atv = |oid: &[u8], tag: u8, value: &[u8]| {
+            der::encode(
+                der::SET,
+                &der::encode(
+                    der::SEQUENCE,
+                    &[der::encode(der::OID, oid), der::encode(tag, value)].concat(),
+                ),
+            )
+        };
+        let name = der::encode(
+            der::SEQUENCE,
+            &[
+                atv(&[0x55, 0x04, 0x03], 0x0c, "Corp Root CA".as_bytes()),
+                atv(&[0x55, 0x04, 0x0a], 0x13, b"Example"),
+                atv(&[0x55, 0x04, 0x09], 0x0c, b"Main St"),
+                atv(&[0x2a, 0x03, 0x04], 0x04, b"raw"),
+            ]
+            .concat(),
+        );
+        let (_, name) = X509Name::from_der(&name).unwrap();
+        assert_eq!(
+            one_line(&name),
+            "CN=Corp Root CA, O=Example, streetAddress=Main St, 1.2.3.4=raw"
+        );
+        let (_, empty) = X509Name::from_der(&[0x30, 0x00]).unwrap();
+        assert_eq!(one_line(&empty), "");
     }
 
     #[test]

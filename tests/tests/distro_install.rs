@@ -212,6 +212,33 @@ fn debian_names_and_hashes_never_collide() {
     i.finish();
 }
 
+/// Each name tried is taken in turn (files that are not ours): the fingerprint's first 16 hex
+/// digits, then all of it, then all of it and a count.
+#[test]
+fn names_taken_give_way_to_longer_ones_in_turn() {
+    let base = Base::new();
+    let ours = corp();
+    let other = TestCa::new("Other Root CA");
+    let fp = &ours.sha256;
+    let mut nodes = fixtures::alpine_full(&base);
+    let mut taken = vec![NAME.to_owned(), format!("{NAME}-{}", &fp[..16]), format!("{NAME}-{fp}")];
+    for (i, name) in taken.iter().enumerate() {
+        // In either place a name is looked for: the anchors, and the links beside the bundle.
+        let file = match i {
+            1 => format!("etc/ssl/certs/ca-cert-{name}.pem"),
+            _ => format!("usr/local/share/ca-certificates/{name}.crt"),
+        };
+        nodes.push(Node::file(&file, &other.pem));
+    }
+    let i = install_into(&nodes, ours.clone(), &Settings::default());
+    taken.push(format!("{NAME}-{fp}-3"));
+    let name = taken.last().unwrap();
+    let anchor = format!("/usr/local/share/ca-certificates/{name}.crt");
+    i.assert_is_ca(&anchor);
+    i.assert_link(&format!("/etc/ssl/certs/ca-cert-{name}.pem"), &anchor);
+    i.finish();
+}
+
 #[test]
 fn debian_skips_a_hash_link_already_there() {
     // The image links our certificate under its hash but its bundle lacks it: the anchor and the

@@ -280,17 +280,31 @@ impl<'a> Planner<'a> {
     /// A base name for `cert`: `cacerts-hook-<name>`, or with a fingerprint suffix when
     /// `<dir>/<prefix><base><suffix>` is taken in any of `places`.
     pub fn free_name(&self, cert: &CaCert, places: &[(&str, &str, &str)]) -> Result<String> {
-        let fp = hex::encode(cert.sha256);
-        let candidates = [
-            format!("{NAME_PREFIX}{}", cert.name),
-            format!("{NAME_PREFIX}{}-{}", cert.name, &fp[..16]),
-            format!("{NAME_PREFIX}{}-{fp}", cert.name),
-        ];
-        for (i, base) in candidates.iter().chain(std::iter::repeat(&candidates[2])).enumerate() {
-            let base = if i < 3 { base.clone() } else { format!("{base}-{i}") };
+        // Each candidate made only when the one before is taken: nearly always the first is
+        // free, and a thousand CAs are a thousand calls.
+        let candidate = |i: usize| {
+            let fp = || hex::encode(cert.sha256);
+            match i {
+                0 => format!("{NAME_PREFIX}{}", cert.name),
+                1 => format!("{NAME_PREFIX}{}-{}", cert.name, &fp()[..16]),
+                2 => format!("{NAME_PREFIX}{}-{}", cert.name, fp()),
+                i => format!("{NAME_PREFIX}{}-{}-{i}", cert.name, fp()),
+            }
+        };
+        let mut path = String::new();
+        for i in 0.. {
+            let base = candidate(i);
             let mut free = true;
             for (dir, prefix, suffix) in places {
-                if self.taken(&Path::new(dir).join(format!("{prefix}{base}{suffix}")))? {
+                path.clear();
+                path.push_str(dir);
+                if !dir.ends_with('/') {
+                    path.push('/');
+                }
+                path.push_str(prefix);
+                path.push_str(&base);
+                path.push_str(suffix);
+                if self.taken(Path::new(&path))? {
                     free = false;
                     break;
                 }
