@@ -252,25 +252,40 @@ fn load_file(path: &Path, seen: &mut HashSet<[u8; 32]>, out: &mut Loaded) {
             .as_ref(),
     );
     let many = certs.len() > 1;
-    for (i, (der, cert)) in ders.iter().zip(&certs).enumerate() {
-        let label = if many {
-            format!("certificate {} of {}", i + 1, certs.len())
+    let count = certs.len();
+    let label = |i: usize| {
+        if many {
+            format!("certificate {} of {count}", i + 1)
         } else {
-            "certificate".into()
-        };
-        let subject = one_line(cert.subject());
-        if let Err(why) = check(cert) {
-            skip(out, format!("{label} ({subject}): {why}"));
-            continue;
+            "certificate".to_owned()
         }
-        let subject_hash = match subject_hash::subject_hash(cert.subject().as_raw()) {
-            Ok(h) => h,
-            Err(e) => {
-                skip(out, format!("{label} ({subject}): {e}"));
-                continue;
+    };
+    // What each certificate gives, read while the parsed certificates borrow `ders`; then each
+    // DER is moved into its CaCert rather than copied.
+    let checked: Vec<Option<(String, u32)>> = certs
+        .iter()
+        .enumerate()
+        .map(|(i, cert)| {
+            let subject = one_line(cert.subject());
+            if let Err(why) = check(cert) {
+                skip(out, format!("{} ({subject}): {why}", label(i)));
+                return None;
             }
+            match subject_hash::subject_hash(cert.subject().as_raw()) {
+                Ok(h) => Some((subject, h)),
+                Err(e) => {
+                    skip(out, format!("{} ({subject}): {e}", label(i)));
+                    None
+                }
+            }
+        })
+        .collect();
+    drop(certs);
+    for (i, (der, checked)) in ders.into_iter().zip(checked).enumerate() {
+        let Some((subject, subject_hash)) = checked else {
+            continue;
         };
-        let sha256: [u8; 32] = Sha256::digest(der).into();
+        let sha256: [u8; 32] = Sha256::digest(&der).into();
         if !seen.insert(sha256) {
             continue;
         }
@@ -280,11 +295,11 @@ fn load_file(path: &Path, seen: &mut HashSet<[u8; 32]>, out: &mut Loaded) {
             stem.clone()
         };
         out.certs.push(CaCert {
-            der: der.clone(),
-            pem: pem_block("CERTIFICATE", der),
+            pem: pem_block("CERTIFICATE", &der),
+            sha1: Sha1::digest(&der).into(),
+            der,
             name,
             subject_hash,
-            sha1: Sha1::digest(der).into(),
             sha256,
             subject,
             source: path.to_owned(),

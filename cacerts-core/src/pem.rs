@@ -28,6 +28,8 @@ pub(crate) const BASE64: GeneralPurpose = GeneralPurpose::new(
 
 /// Longest base64 body of one block that is decoded (a certificate is a few kilobytes).
 const MAX_BODY: usize = 1 << 20;
+/// Base64 of a certificate of 3 KB, more than most have: what a body has room for at its start.
+const TYPICAL_BODY: usize = 4 << 10;
 /// Longest line kept; longer lines are neither markers nor part of a certificate.
 const MAX_LINE: usize = 64 << 10;
 /// Bytes kept from the start of the input, for a DER file (no PEM block at all).
@@ -200,6 +202,8 @@ impl Scanner {
             let body = wanted.then(|| {
                 let mut body = std::mem::take(&mut self.spare);
                 body.clear();
+                // Room for a usual certificate at once, not grown line by line.
+                body.reserve(TYPICAL_BODY);
                 body
             });
             self.block = Some(Block {
@@ -216,9 +220,10 @@ impl Scanner {
         };
         let wanted = block.trusted || self.lengths.as_ref().map_or(true, |l| l.contains(&body.len()));
         if wanted {
-            if let Ok(der) = BASE64.decode(&body) {
-                if let Some(cert) = first_element(&der) {
-                    self.ders.push(cert.to_vec());
+            if let Ok(mut der) = BASE64.decode(&body) {
+                if let Some(len) = first_element(&der).map(<[u8]>::len) {
+                    der.truncate(len);
+                    self.ders.push(der);
                 }
             }
         }
@@ -244,13 +249,18 @@ pub fn plain_cert_ders(bytes: &[u8]) -> Vec<Vec<u8>> {
 
 /// `der` as a PEM block with the given label, 64 characters per line, newline-terminated.
 pub(crate) fn pem_block(label: &str, der: &[u8]) -> String {
-    let b64 = BASE64.encode(der);
-    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
+    let b64_len = der.len().div_ceil(3) * 4;
+    let mut out = String::with_capacity(b64_len + b64_len.div_ceil(64) + 2 * label.len() + 32);
     out.push_str("-----BEGIN ");
     out.push_str(label);
     out.push_str("-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+    // 48 bytes make one line of 64 characters; each line is encoded into place.
+    let mut line = [0u8; 64];
+    for chunk in der.chunks(48) {
+        let n = BASE64
+            .encode_slice(chunk, &mut line)
+            .expect("48 bytes fit 64 characters");
+        out.push_str(std::str::from_utf8(&line[..n]).expect("base64 is ASCII"));
         out.push('\n');
     }
     out.push_str("-----END ");
@@ -271,6 +281,23 @@ mod tests {
     use super::*;
 
     const ONE: &str = "-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n";
+
+    /// Each line encoded into place gives what encoding the whole and cutting it into lines of
+    /// 64 gives, for every length of the last line.
+    #[test]
+    fn pem_blocks_are_64_characters_a_line() {
+        for n in 0..=200usize {
+            let der: Vec<u8> = (0..n).map(|i| (i * 37 + n) as u8).collect();
+            let b64 = BASE64.encode(&der);
+            let mut want = String::from("-----BEGIN X-----\n");
+            for line in b64.as_bytes().chunks(64) {
+                want.push_str(std::str::from_utf8(line).unwrap());
+                want.push('\n');
+            }
+            want.push_str("-----END X-----\n");
+            assert_eq!(pem_block("X", &der), want, "{n} bytes");
+        }
+    }
 
     #[test]
     fn first_elements() {

@@ -223,10 +223,7 @@ impl<'a> Planner<'a> {
         if !self.bundles.insert(physical) {
             return Ok(true);
         }
-        let mut text = Vec::new();
-        for c in certs.iter().filter(|c| !held.contains(&c.sha256)) {
-            text.extend_from_slice(encode(c, form).as_bytes());
-        }
+        let text = encode_all(certs.iter().copied().filter(|c| !held.contains(&c.sha256)), form);
         if !text.is_empty() {
             self.plan.push(Change::EditFile {
                 path: path.into(),
@@ -241,9 +238,9 @@ impl<'a> Planner<'a> {
         if certs.is_empty() || self.taken(Path::new(path))? {
             return Ok(());
         }
-        let text: String = certs.iter().map(|c| encode(c, form)).collect();
+        let text = encode_all(certs.iter().copied(), form);
         self.bundles.insert(self.root.canonicalize(path)?);
-        self.create_file(path, text.into_bytes());
+        self.create_file(path, text);
         Ok(())
     }
 
@@ -358,6 +355,21 @@ impl<'a> Planner<'a> {
             self.symlink(dir.join(format!("{h:08x}.{n}")), target);
         }
         Ok(())
+    }
+}
+
+/// `certs` in `form`, one after another: the PEM blocks copied once each, into a buffer of
+/// their size (a thousand CAs make most of a megabyte).
+fn encode_all<'c>(certs: impl Iterator<Item = &'c CaCert> + Clone, form: Form) -> Vec<u8> {
+    match form {
+        Form::Pem => {
+            let mut text = Vec::with_capacity(certs.clone().map(|c| c.pem.len()).sum());
+            for c in certs {
+                text.extend_from_slice(c.pem.as_bytes());
+            }
+            text
+        }
+        Form::Trusted => certs.flat_map(|c| encode(c, form).into_bytes()).collect(),
     }
 }
 
