@@ -157,7 +157,7 @@ fn list_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         if name.as_bytes().starts_with(b".") {
             continue;
         }
-        let path = entry.path();
+        let path = crate::rootfs::join_name(dir, &name);
         // The entry's own type needs no stat; a symlink (how mounted ConfigMaps and Secrets
         // present their keys) is followed.
         let is_file = match entry.file_type() {
@@ -442,7 +442,7 @@ const MAX_NAME: usize = 64;
 /// Lower-case `[a-z0-9._-]`, other runs become `-`; at most `MAX_NAME` (64) bytes; never empty,
 /// never starting with a dot.
 pub fn sanitize(stem: &str) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(stem.len().min(MAX_NAME));
     for c in stem.chars() {
         let c = c.to_ascii_lowercase();
         if c.is_ascii_alphanumeric() || c == '_' || (c == '.' && !out.is_empty()) || c == '-' {
@@ -453,7 +453,7 @@ pub fn sanitize(stem: &str) -> String {
     }
     // ASCII only by now: truncating at any byte is at a character boundary.
     out.truncate(MAX_NAME);
-    let out = out.trim_end_matches(['-', '.']).to_owned();
+    out.truncate(out.trim_end_matches(['-', '.']).len());
     if out.is_empty() {
         "ca".into()
     } else {

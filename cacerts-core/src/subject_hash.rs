@@ -53,10 +53,14 @@ pub fn canonical(name_der: &[u8]) -> Result<Vec<u8>, MalformedName> {
         return Err(MalformedName("not a SEQUENCE"));
     }
     let rdns = der::elements(name.content).ok_or(NOT_DER)?;
-    let mut out = Vec::with_capacity(name.content.len());
-    // Buffers kept from one entry to the next: a name is a handful of entries, and each would
-    // otherwise cost several allocations.
-    let mut scratch = Scratch::default();
+    // Buffers the size of the name, kept from one entry to the next: allocated once, unless a
+    // value grows past them in UTF-8 (Latin-1 and BMP characters take more bytes there).
+    let room = name.content.len() + 16;
+    let mut out = Vec::with_capacity(room);
+    let mut scratch = Scratch {
+        text: String::with_capacity(room),
+        folded: Vec::with_capacity(room),
+    };
     let mut entries: Vec<Vec<u8>> = Vec::new();
     for rdn in rdns {
         if rdn.tag != der::SET {
@@ -68,7 +72,7 @@ pub fn canonical(name_der: &[u8]) -> Result<Vec<u8>, MalformedName> {
             let (entry, rest) = der::split(items).ok_or(NOT_DER)?;
             items = rest;
             if count == entries.len() {
-                entries.push(Vec::new());
+                entries.push(Vec::with_capacity(room));
             }
             entries[count].clear();
             canonical_entry(entry, &mut scratch, &mut entries[count])?;
@@ -91,7 +95,6 @@ pub fn canonical(name_der: &[u8]) -> Result<Vec<u8>, MalformedName> {
 const NOT_DER: MalformedName = MalformedName("not DER");
 
 /// Room for one entry's value while it is made canonical.
-#[derive(Default)]
 struct Scratch {
     text: String,
     folded: Vec<u8>,

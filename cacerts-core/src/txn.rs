@@ -20,7 +20,7 @@ use crate::journal::{
     NewEntry, Original, Patch, Record, Restore, Splice, Undo, Writer,
 };
 use crate::plan::{Change, Edit, Plan};
-use crate::rootfs::{ContainerRoot, DirHandle, FileKind, Identity, InPlace, Meta, NewAttrs, Xattrs};
+use crate::rootfs::{join_name, ContainerRoot, DirHandle, FileKind, Identity, InPlace, Meta, NewAttrs, Xattrs};
 use crate::stores::keystore::{self, KeystoreError};
 
 /// Prefix of every temporary name we create inside the root.
@@ -254,7 +254,8 @@ impl Tx<'_> {
 
     /// Records a directory's times before its first change in this install.
     fn touch(&mut self, dir: &DirHandle) -> Result<()> {
-        if self.touched.insert(dir.path().to_owned()) {
+        if !self.touched.contains(dir.path()) {
+            self.touched.insert(dir.path().to_owned());
             let m = dir.meta();
             self.writer.append(&Record::DirTimes(DirTimes {
                 path: dir.path().to_owned(),
@@ -289,7 +290,7 @@ impl Tx<'_> {
             let (dir, inherited) = &*d;
             self.touch(dir)?;
             let id = self.id();
-            let new = current.join(&name);
+            let new = join_name(&current, &name);
             self.writer.append(&Record::Mkdir(Mkdir { id, path: new.clone() }))?;
             let attrs = NewAttrs {
                 mode: 0o755,
@@ -344,7 +345,7 @@ impl Tx<'_> {
             let dir = self.dir(&dir_path)?;
             // The plan chose a free name; should something be there by now, the rename (which
             // never replaces) fails and the install is rolled back.
-            let path = dir_path.join(name);
+            let path = join_name(&dir_path, name);
             self.touch(&dir.0)?;
             items.push(Item {
                 dir,

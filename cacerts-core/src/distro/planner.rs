@@ -16,7 +16,7 @@ use crate::der;
 use crate::error::Result;
 use crate::pem::{self, pem_block, Scanner};
 use crate::plan::{Change, Edit, Plan};
-use crate::rootfs::{ContainerRoot, FileKind};
+use crate::rootfs::{join_name, ContainerRoot, FileKind};
 
 /// Prefix of every file name we choose, so that nothing collides with the image's own names.
 pub const NAME_PREFIX: &str = "cacerts-hook-";
@@ -132,7 +132,7 @@ impl<'a> Planner<'a> {
             }
         }
         self.lookups.set(self.lookups.get() + 1);
-        Ok(self.root.symlink_metadata(dir.join(name))?.is_some())
+        Ok(self.root.symlink_metadata(join_name(dir, name))?.is_some())
     }
 
     /// The entries of directory `dir` (symlinks on the way followed inside the root), listed
@@ -294,6 +294,7 @@ impl<'a> Planner<'a> {
             let mut free = true;
             for (dir, prefix, suffix) in places {
                 path.clear();
+                path.reserve(dir.len() + 1 + prefix.len() + base.len() + suffix.len());
                 path.push_str(dir);
                 if !dir.ends_with('/') {
                     path.push('/');

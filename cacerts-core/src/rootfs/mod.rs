@@ -466,7 +466,7 @@ impl DirHandle {
     }
 
     fn child(&self, name: &OsStr) -> PathBuf {
-        self.path.join(name)
+        join_name(&self.path, name)
     }
 
     /// Metadata of `name` in this directory, not following symlinks.
@@ -968,12 +968,41 @@ pub(crate) fn read_xattrs(fd: BorrowedFd<'_>, display: &Path) -> Result<Xattrs> 
     Ok(out)
 }
 
+/// `base` joined with `name`, one component (never absolute), as `Path::join` would, in one
+/// allocation: `join` copies `base` and then grows the copy. Paths are made for every CA
+/// installed.
+pub(crate) fn join_name(base: &Path, name: impl AsRef<OsStr>) -> PathBuf {
+    let (base, name) = (base.as_os_str(), name.as_ref());
+    debug_assert!(!name.as_bytes().starts_with(b"/"), "{name:?} is absolute");
+    let mut out = std::ffi::OsString::with_capacity(base.len() + 1 + name.len());
+    out.push(base);
+    if !base.is_empty() && !base.as_bytes().ends_with(b"/") {
+        out.push("/");
+    }
+    out.push(name);
+    PathBuf::from(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// Inside `memoized`, a path is looked up once and its first answer stands; outside it, and
     /// after it, every call looks again. Errors are not remembered.
+    /// As `Path::join` for one component, whatever the base ends with.
+    #[test]
+    fn join_name_joins_as_join_does() {
+        for base in ["", "/", "/etc", "/etc/", "etc/ssl", "."] {
+            for name in ["a.pem", ".hidden", "x y"] {
+                assert_eq!(
+                    join_name(Path::new(base), name),
+                    Path::new(base).join(name),
+                    "{base:?} {name:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn lookups_are_remembered_only_while_memoized() {
         let tmp = tempfile::tempdir().unwrap();
