@@ -614,7 +614,7 @@ struct Undoer<'r> {
 }
 
 fn undo(root: &ContainerRoot, journal_path: &Path, j: Journal, options: &Options) -> Result<Report> {
-    let mut made = HashMap::new();
+    let mut made = HashMap::with_capacity(j.records.len() / 2);
     let mut restores: HashMap<u32, Vec<String>> = HashMap::new();
     for r in &j.records {
         match r {

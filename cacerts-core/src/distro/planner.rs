@@ -78,7 +78,9 @@ impl<'a> Planner<'a> {
             certs,
             create_store,
             plan: Plan::new(),
-            claimed: HashSet::new(),
+            // Every CA claims a name or more: room for a thousand from the start, not grown
+            // (and every path hashed again) ten times over.
+            claimed: HashSet::with_capacity(certs.len()),
             bundles: HashSet::new(),
             held: RefCell::new(HashMap::new()),
             by_name: RefCell::new(HashMap::new()),
