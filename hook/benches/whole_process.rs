@@ -561,24 +561,8 @@ impl Bench {
         // over hundreds of rounds (where the page cache keeps a file matters), so each build runs
         // from AB_COPIES copies made together on the tmpfs, one per round in turn; a second set
         // of copies of this build is the control, whose ratio is the comparison's own error.
-        let ab = baseline().map(|by| {
+        let ab = self.builds().map(|builds| {
             let rounds = ab_rounds();
-            let dir = self.run_dir.join("builds");
-            std::fs::create_dir_all(&dir).expect("create the builds' directory");
-            let builds: Vec<(&str, Vec<PathBuf>)> = [("", bin()), ("baseline ", by), ("control ", bin())]
-                .into_iter()
-                .enumerate()
-                .map(|(n, (label, from))| {
-                    let copies = (0..AB_COPIES)
-                        .map(|c| {
-                            let to = dir.join(format!("cacerts-hook-{n}-{c}"));
-                            std::fs::copy(from, &to).expect("copy a build");
-                            to
-                        })
-                        .collect();
-                    (label, copies)
-                })
-                .collect();
             eprintln!(
                 "bench: whole process: {rounds} rounds of this build, the baseline and the control, \
                  {AB_COPIES} copies each"
@@ -909,6 +893,32 @@ impl Bench {
         println!();
     }
 
+    /// With `BENCH_BASELINE_BIN`: this build, the baseline and the control (this build again),
+    /// labelled for their series, each as [`AB_COPIES`] copies made together on the tmpfs.
+    fn builds(&self) -> Option<Vec<(&'static str, Vec<PathBuf>)>> {
+        let by = baseline()?;
+        let dir = self.run_dir.join("builds");
+        std::fs::create_dir_all(&dir).expect("create the builds' directory");
+        Some(
+            [("", bin()), ("baseline ", by), ("control ", bin())]
+                .into_iter()
+                .enumerate()
+                .map(|(n, (label, from))| {
+                    let copies = (0..AB_COPIES)
+                        .map(|c| {
+                            let to = dir.join(format!("cacerts-hook-{n}-{c}"));
+                            if !to.exists() {
+                                std::fs::copy(from, &to).expect("copy a build");
+                            }
+                            to
+                        })
+                        .collect();
+                    (label, copies)
+                })
+                .collect(),
+        )
+    }
+
     /// Install + uninstall against the number of CAs and the size of the image's bundle.
     fn scale(&self, targets: &mut Targets) {
         eprintln!("bench: scale: building the fixtures");
@@ -966,6 +976,34 @@ impl Bench {
             let journal = self.journal(&format!("scale-{k}"));
             rec.push(&format!("{name} install"), Cmd::install(root, cas, &journal).time());
             rec.push(&format!("{name} uninstall"), Cmd::uninstall(root, &journal).time());
+        });
+        // The target's case against the baseline: only it and its floor, interleaved, from
+        // copies of each build (as in the whole-process section).
+        let tmpfs_case = cases.len() - 1;
+        let ab_rounds = ab_rounds() / 5;
+        let ab = self.builds().map(|builds| {
+            eprintln!(
+                "bench: scale: {ab_rounds} rounds of 1,000 CAs on the tmpfs, this build, the baseline and the control"
+            );
+            let (_, root, cas, ..) = &cases[tmpfs_case];
+            let journal = self.journal("scale-ab");
+            interleave(ab_rounds, builds.len() + 1, |round, k, rec| {
+                let Some((label, copies)) = builds.get(k) else {
+                    let dest = cp_tmpfs.join("cas");
+                    rec.push("cp -r tmpfs", Cmd::new("cp").arg("-r").arg(cas).arg(&dest).time());
+                    std::fs::remove_dir_all(&dest).expect("remove the copy");
+                    return;
+                };
+                let by = &copies[round % AB_COPIES];
+                rec.push(
+                    &format!("{label}install"),
+                    Cmd::install_by(by, root, cas, &journal).time(),
+                );
+                rec.push(
+                    &format!("{label}uninstall"),
+                    Cmd::uninstall_by(by, root, &journal).time(),
+                );
+            })
         });
         for (b, c) in befores.iter().zip(&cases) {
             b.assert_same(&Snapshot::take(&c.1), format!("{} after the runs", c.0));
@@ -1029,6 +1067,34 @@ impl Bench {
             (both[4] - both[0]) / 1.35,
             (both[5] - both[4]) / 13.5
         );
+        if let (Some(by), Some(rec)) = (baseline(), &ab) {
+            let m = |series: &str| rec.median(series);
+            let both = |label: &str| m(&format!("{label}install")) + m(&format!("{label}uninstall"));
+            println!(
+                "1,000 CAs, root on the tmpfs, against the baseline `{}`: {ab_rounds} rounds of only \
+                 this case, the three builds and `cp -r` to the tmpfs interleaved, each build from \
+                 {AB_COPIES} copies in turn (medians, ms):\n",
+                by.display()
+            );
+            println!("| build | install | uninstall | both | / baseline | / `cp -r` |");
+            println!("|---|---:|---:|---:|---:|---:|");
+            let cp = m("cp -r tmpfs");
+            for (name, label) in [
+                ("this build", ""),
+                ("baseline", "baseline "),
+                ("control: this build again", "control "),
+            ] {
+                println!(
+                    "| {name} | {} | {} | {} | {:.2}x | {:.2}x |",
+                    fmt_ms(m(&format!("{label}install"))),
+                    fmt_ms(m(&format!("{label}uninstall"))),
+                    fmt_ms(both(label)),
+                    both(label) / both("baseline "),
+                    both(label) / cp
+                );
+            }
+            println!("| floor: `cp -r` to the tmpfs | {} | | | | |\n", fmt_ms(cp));
+        }
         targets.check(
             "install + uninstall, 1000 CAs",
             "≤ 50 ms",
