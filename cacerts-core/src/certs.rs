@@ -16,8 +16,9 @@ use std::collections::HashSet;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
+use memchr::arch::all::twoway;
 use memchr::memmem::Finder;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -29,7 +30,7 @@ use x509_parser::time::ASN1Time;
 use x509_parser::x509::{AttributeTypeAndValue, X509Name, X509Version};
 
 use crate::der;
-use crate::pem::{pem_block, plain_cert_ders};
+use crate::pem::{self, pem_block, plain_cert_ders};
 use crate::subject_hash::{self, string_value};
 
 /// Why a file holding a private key (PEM, or DER in PKCS#8 or the traditional forms) is skipped.
@@ -41,20 +42,65 @@ const TRUSTED_BEGIN: &[u8] = b"-----BEGIN TRUSTED CERTIFICATE-----";
 /// The PEM labels of plain certificates (OpenSSL reads the old one too).
 const CERT_LABELS: [&str; 2] = ["CERTIFICATE", "X509 CERTIFICATE"];
 
-/// Searchers for the markers every CA file is looked through for, built once (building one
-/// costs more than searching a certificate's few hundred bytes with it).
+/// A marker every CA file is looked through for.
+struct Marker {
+    needle: Vec<u8>,
+    /// memchr's portable Two-Way searcher, for files of up to [`pem::VECTOR_AFTER`] bytes.
+    portable: twoway::Finder,
+    /// memchr's vector searcher, for larger files: building it asks the CPU what it supports.
+    vector: OnceLock<Finder<'static>>,
+}
+
+impl Marker {
+    fn new(needle: &[u8]) -> Marker {
+        Marker {
+            needle: needle.to_vec(),
+            portable: twoway::Finder::new(needle),
+            vector: OnceLock::new(),
+        }
+    }
+
+    /// Whether the marker is in `bytes`.
+    fn is_in(&self, bytes: &[u8]) -> bool {
+        if bytes.len() as u64 > pem::VECTOR_AFTER {
+            return self.vector().find(bytes).is_some();
+        }
+        self.portable.find(bytes, &self.needle).is_some()
+    }
+
+    fn vector(&self) -> &Finder<'static> {
+        self.vector.get_or_init(|| Finder::new(&self.needle).into_owned())
+    }
+
+    /// How many times the marker is in `bytes` (matches that do not overlap).
+    fn count(&self, bytes: &[u8]) -> usize {
+        if bytes.len() as u64 > pem::VECTOR_AFTER {
+            return self.vector().find_iter(bytes).count();
+        }
+        let mut count = 0;
+        let mut rest = bytes;
+        while let Some(at) = self.portable.find(rest, &self.needle) {
+            count += 1;
+            rest = &rest[at + self.needle.len()..];
+        }
+        count
+    }
+}
+
+/// The markers, each searcher built once (building one costs more than searching a
+/// certificate's few hundred bytes with it).
 struct Markers {
-    key: Finder<'static>,
-    trusted: Finder<'static>,
-    begins: Vec<Finder<'static>>,
+    key: Marker,
+    trusted: Marker,
+    begins: Vec<Marker>,
 }
 
 static MARKERS: LazyLock<Markers> = LazyLock::new(|| Markers {
-    key: Finder::new(b"PRIVATE KEY-----"),
-    trusted: Finder::new(TRUSTED_BEGIN),
+    key: Marker::new(b"PRIVATE KEY-----"),
+    trusted: Marker::new(TRUSTED_BEGIN),
     begins: CERT_LABELS
         .iter()
-        .map(|label| Finder::new(format!("-----BEGIN {label}-----").as_bytes()).into_owned())
+        .map(|label| Marker::new(format!("-----BEGIN {label}-----").as_bytes()))
         .collect(),
 });
 
@@ -187,13 +233,13 @@ fn load_file(path: &Path, seen: &mut HashSet<[u8; 32]>, out: &mut Loaded) {
         Err(e) => return skip(out, format!("cannot read: {e}")),
     };
     let markers = &*MARKERS;
-    if markers.key.find(&bytes).is_some() {
+    if markers.key.is_in(&bytes) {
         return skip(out, HOLDS_KEY.into());
     }
     // OpenSSL's `TRUSTED CERTIFICATE` blocks carry trust settings (which may reject purposes)
     // that an anchor cannot express, and the PEM reader passes over them without a word: report
     // them, and load the plain blocks beside them.
-    let trusted = markers.trusted.find_iter(&bytes).count();
+    let trusted = markers.trusted.count(&bytes);
     if trusted > 0 {
         skip(
             out,
@@ -203,7 +249,7 @@ fn load_file(path: &Path, seen: &mut HashSet<[u8; 32]>, out: &mut Loaded) {
             ),
         );
     }
-    let blocks: usize = markers.begins.iter().map(|f| f.find_iter(&bytes).count()).sum();
+    let blocks: usize = markers.begins.iter().map(|m| m.count(&bytes)).sum();
     let ders = if blocks > 0 || trusted > 0 {
         let ders = if blocks > 0 {
             plain_cert_ders(&bytes)
@@ -504,6 +550,24 @@ mod tests {
         );
         let (_, empty) = X509Name::from_der(&[0x30, 0x00]).unwrap();
         assert_eq!(one_line(&empty), "");
+    }
+
+    /// A marker is counted alike by the portable searcher (small files) and the vector one
+    /// (past `pem::VECTOR_AFTER`), matches that overlap counted once.
+    #[test]
+    fn markers_count_alike_in_small_and_large_files() {
+        let marker = Marker::new(b"-----BEGIN CERTIFICATE-----");
+        let piece = b"xx-----BEGIN CERTIFICATE-----BEGIN CERTIFICATE-----\n-----BEGIN CERTIFICATE----";
+        for copies in [1usize, 10, (2 * pem::VECTOR_AFTER as usize) / piece.len()] {
+            let bytes = piece.repeat(copies);
+            assert_eq!(marker.count(&bytes), copies, "{} bytes", bytes.len());
+            assert!(marker.is_in(&bytes));
+            assert!(!Marker::new(b"PRIVATE KEY-----").is_in(&bytes));
+        }
+        assert!(
+            marker.vector.get().is_some(),
+            "the large file was searched by the vector searcher"
+        );
     }
 
     #[test]

@@ -30,6 +30,45 @@ pub(crate) const BASE64: GeneralPurpose = GeneralPurpose::new(
 const MAX_BODY: usize = 1 << 20;
 /// Base64 of a certificate of 3 KB, more than most have: what a body has room for at its start.
 const TYPICAL_BODY: usize = 4 << 10;
+/// Bytes of input searched with memchr's portable routines before its vector ones. The vector
+/// routines first ask the CPU what it supports, with `cpuid` instructions that a hypervisor
+/// traps: about 60 µs of a hook's start on the machine of BENCHMARKS.md, more than the portable
+/// routines take over a CA file or a bundle of a few hundred certificates. Past a mebibyte the
+/// vector routines pay for themselves.
+pub(crate) const VECTOR_AFTER: u64 = 1 << 20;
+
+/// memchr's searches, portable or vector.
+#[derive(Clone, Copy)]
+struct Search {
+    vector: bool,
+}
+
+impl Search {
+    fn memchr(self, byte: u8, haystack: &[u8]) -> Option<usize> {
+        if self.vector {
+            memchr::memchr(byte, haystack)
+        } else {
+            memchr::arch::all::memchr::One::new(byte).find(haystack)
+        }
+    }
+
+    fn memrchr(self, byte: u8, haystack: &[u8]) -> Option<usize> {
+        if self.vector {
+            memchr::memrchr(byte, haystack)
+        } else {
+            memchr::arch::all::memchr::One::new(byte).rfind(haystack)
+        }
+    }
+
+    fn memchr3(self, a: u8, b: u8, c: u8, haystack: &[u8]) -> Option<usize> {
+        if self.vector {
+            memchr::memchr3(a, b, c, haystack)
+        } else {
+            memchr::arch::all::memchr::Three::new(a, b, c).find(haystack)
+        }
+    }
+}
+
 /// Longest line kept; longer lines are neither markers nor part of a certificate.
 const MAX_LINE: usize = 64 << 10;
 /// Bytes kept from the start of the input, for a DER file (no PEM block at all).
@@ -63,6 +102,10 @@ pub(crate) struct Scanner {
     ders: Vec<Vec<u8>>,
     /// The buffer of the last body, reused for the next (one allocation per scan, not per block).
     spare: Vec<u8>,
+    /// Bytes fed so far.
+    fed: u64,
+    /// How bytes are searched now.
+    search: Search,
 }
 
 impl Scanner {
@@ -79,6 +122,8 @@ impl Scanner {
             head: Some(Vec::new()),
             ders: Vec::new(),
             spare: Vec::new(),
+            fed: 0,
+            search: Search { vector: false },
         }
     }
 
@@ -96,6 +141,9 @@ impl Scanner {
 
     /// Feeds the next bytes of the input.
     pub fn feed(&mut self, mut chunk: &[u8]) {
+        self.fed += chunk.len() as u64;
+        self.search.vector = self.fed > VECTOR_AFTER;
+        let search = self.search;
         if let Some(head) = &mut self.head {
             if self.any_block || (head.is_empty() && chunk.first().is_some_and(|&b| b != crate::der::SEQUENCE)) {
                 self.head = None;
@@ -108,20 +156,20 @@ impl Scanner {
             if self.carry.is_empty() && !self.overlong && self.skipping() {
                 // Only a marker line can change anything now, and a marker line holds a '-',
                 // which no base64 body does: go straight to the line of the next '-'.
-                match memchr::memchr(b'-', chunk) {
+                match search.memchr(b'-', chunk) {
                     Some(dash) => {
-                        let start = memchr::memrchr(b'\n', &chunk[..dash]).map_or(0, |nl| nl + 1);
+                        let start = search.memrchr(b'\n', &chunk[..dash]).map_or(0, |nl| nl + 1);
                         chunk = &chunk[start..];
                     }
                     None => {
                         // The last line may go on in the next chunk, where its '-' may be.
-                        let start = memchr::memrchr(b'\n', chunk).map_or(0, |nl| nl + 1);
+                        let start = search.memrchr(b'\n', chunk).map_or(0, |nl| nl + 1);
                         self.push_carry(&chunk[start..]);
                         return;
                     }
                 }
             }
-            let Some(nl) = memchr::memchr(b'\n', chunk) else {
+            let Some(nl) = search.memchr(b'\n', chunk) else {
                 break;
             };
             if self.carry.is_empty() && !self.overlong {
@@ -182,7 +230,7 @@ impl Scanner {
                 block.body = None;
             } else if let Some(body) = &mut block.body {
                 // The ends are trimmed; white space inside a line is rare.
-                if memchr::memchr3(b' ', b'\t', b'\r', line).is_none() {
+                if self.search.memchr3(b' ', b'\t', b'\r', line).is_none() {
                     body.extend_from_slice(line);
                 } else {
                     body.extend(line.iter().filter(|b| !b.is_ascii_whitespace()));
@@ -421,6 +469,33 @@ mod tests {
         }
         s.carry = last.to_vec();
         s.finish()
+    }
+
+    /// Past [`VECTOR_AFTER`] bytes the scanner searches with memchr's vector routines: what it
+    /// finds is the same, on either side of the switch and across it.
+    #[test]
+    fn the_vector_search_finds_what_the_portable_one_does() {
+        let cert = pem_block("CERTIFICATE", &[vec![0x30, 0x81, 0x90], vec![0x41; 0x90]].concat());
+        let noise = "# a comment with - dashes\n-----BEGIN PRIVATE KEY-----\nMAMCAQI=\n-----END PRIVATE KEY-----\n";
+        let mut text = String::new();
+        let mut want = 0;
+        while text.len() as u64 <= 3 * VECTOR_AFTER {
+            text.push_str(&cert);
+            text.push_str(noise);
+            text.push_str("  \t");
+            text.push_str(&cert.replace('\n', " \r\n"));
+            want += 2;
+        }
+        let reference = line_by_line(Scanner::new(), text.as_bytes());
+        assert_eq!(reference.len(), want);
+        for size in [4096, 64 << 10, 1 << 20, text.len()] {
+            let mut s = Scanner::new();
+            for chunk in text.as_bytes().chunks(size) {
+                s.feed(chunk);
+            }
+            assert!(s.search.vector, "chunks of {size}: past the threshold");
+            assert_eq!(s.finish(), reference, "chunks of {size}");
+        }
     }
 
     #[test]
