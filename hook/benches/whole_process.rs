@@ -1094,6 +1094,13 @@ impl Bench {
                 );
             }
             println!("| floor: `cp -r` to the tmpfs | {} | | | | |\n", fmt_ms(cp));
+            println!(
+                "This build / the control, the comparison's own error: install {:.2}x, uninstall \
+                 {:.2}x, both {:.2}x.\n",
+                m("install") / m("control install"),
+                m("uninstall") / m("control uninstall"),
+                both("") / both("control ")
+            );
         }
         targets.check(
             "install + uninstall, 1000 CAs",
