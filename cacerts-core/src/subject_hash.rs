@@ -103,19 +103,12 @@ struct Scratch {
 /// One `AttributeTypeAndValue`, canonical, appended to `out`.
 fn canonical_entry(entry: Tlv<'_>, scratch: &mut Scratch, out: &mut Vec<u8>) -> Result<(), MalformedName> {
     let shape = MalformedName("an entry is not SEQUENCE { OID, value }");
-    if entry.tag != der::SEQUENCE || entry.content.is_empty() {
+    if entry.tag != der::SEQUENCE {
         return Err(shape);
     }
-    let (oid, rest) = der::split(entry.content).ok_or(NOT_DER)?;
-    let (value, rest) = match der::split(rest) {
-        Some(value) => value,
-        None if rest.is_empty() => return Err(shape),
-        None => return Err(NOT_DER),
+    let [oid, value] = der::elements(entry.content).ok_or(NOT_DER)?[..] else {
+        return Err(shape);
     };
-    if !rest.is_empty() {
-        der::elements(rest).ok_or(NOT_DER)?;
-        return Err(shape);
-    }
     if oid.tag != der::OID {
         return Err(shape);
     }
