@@ -399,6 +399,11 @@ impl Tx<'_> {
         let dir = &d.0;
         let path = dir_path.join(name);
         match edit {
+            Edit::Append(extra) if dir.on_overlayfs() => {
+                if let Some(file) = dir.open_to_copy(name)? {
+                    return self.append_by_copy(dir, path, name, &file, extra);
+                }
+            }
             Edit::Append(extra) => {
                 if let Some(file) = dir.open_in_place(name)? {
                     return self.append(dir, path, &file, extra);
@@ -462,17 +467,7 @@ impl Tx<'_> {
     /// record, one write. Nothing is copied, and the inode keeps its owner, mode, attributes,
     /// links and birth time.
     fn append(&mut self, dir: &DirHandle, path: PathBuf, file: &InPlace, extra: &[u8]) -> Result<()> {
-        let mut hasher = ContentHasher::new();
-        let mut last = None;
-        let size = file.stream(self.root.read_limit(), |chunk| {
-            hasher.update(chunk);
-            last = chunk.last().copied();
-        })?;
-        let mut fragment = Vec::with_capacity(extra.len() + 1);
-        if last.is_some_and(|b| b != b'\n') {
-            fragment.push(b'\n');
-        }
-        fragment.extend_from_slice(extra);
+        let (size, hasher, fragment) = self.read_for_append(file, extra)?;
         self.touch(dir)?;
         let id = self.id();
         let record = Record::Append(Append {
@@ -490,6 +485,73 @@ impl Tx<'_> {
         file.write_at(size, &fragment, self.options.durable)?;
         self.report.edited.push(path);
         Ok(())
+    }
+
+    /// Appends by replacing the file with a copy of it that ends in our fragment, for an overlay
+    /// file system, where writing to a file of the image's layers would first copy it up and
+    /// flush the copy to disk. The copy is made in the kernel where it can be, and journaled as
+    /// an append whose `Made` record names the replacement: uninstall puts the original back
+    /// from the replacement's first bytes, as it does for a file appended to in place.
+    fn append_by_copy(
+        &mut self,
+        dir: &DirHandle,
+        path: PathBuf,
+        name: &OsStr,
+        file: &InPlace,
+        extra: &[u8],
+    ) -> Result<()> {
+        let (size, hasher, fragment) = self.read_for_append(file, extra)?;
+        let attrs = NewAttrs {
+            uid: file.meta.uid,
+            gid: file.meta.gid,
+            mode: file.meta.mode,
+            xattrs: file.xattrs()?,
+            times: None,
+        };
+        self.touch(dir)?;
+        let id = self.id();
+        let temp = temp_name();
+        let records = [
+            Record::Append(Append {
+                id,
+                path,
+                original: original_of(file, size, hasher),
+                fragment,
+            }),
+            Record::Restore(Restore {
+                id,
+                temp: temp.to_string_lossy().into_owned(),
+            }),
+        ];
+        self.writer.append_all(&records)?;
+        let [Record::Append(Append { path, fragment, .. }), _] = records else {
+            unreachable!("the records built above")
+        };
+        let made = dir.create_file_from(&temp, file, size, &[(size, &fragment)], &attrs, self.options.durable)?;
+        self.writer.append(&Record::Made(Made {
+            id,
+            identity: made.identity(),
+        }))?;
+        dir.rename(&temp, name, false)?;
+        self.report.edited.push(path);
+        Ok(())
+    }
+
+    /// Reads `file` for appending `extra` to it: its size, its hash, and what to append (`extra`,
+    /// after a newline when the file does not end in one).
+    fn read_for_append(&self, file: &InPlace, extra: &[u8]) -> Result<(u64, ContentHasher, Vec<u8>)> {
+        let mut hasher = ContentHasher::new();
+        let mut last = None;
+        let size = file.stream(self.root.read_limit(), |chunk| {
+            hasher.update(chunk);
+            last = chunk.last().copied();
+        })?;
+        let mut fragment = Vec::with_capacity(extra.len() + 1);
+        if last.is_some_and(|b| b != b'\n') {
+            fragment.push(b'\n');
+        }
+        fragment.extend_from_slice(extra);
+        Ok((size, hasher, fragment))
     }
 
     /// Adds entries to a JKS key store in place: the new entries and integrity hash are written
@@ -885,8 +947,9 @@ impl Undoer<'_> {
         Ok(())
     }
 
-    /// Puts back a file we changed in place (appended to, or patched), bytes and times, when it
-    /// holds the original with nothing but (part of) our writes on it; otherwise, when the
+    /// Puts back a file we changed in place (appended to, or patched; or replaced with a copy
+    /// appended to, on an overlay file system), bytes and times, when it holds the original
+    /// with nothing but (part of) our writes on it; otherwise, when the
     /// container changed it, takes out only our part with `undo()`, as for a replaced file.
     ///
     /// The original comes back as a copy of the file's first bytes, with what we overwrote
@@ -909,9 +972,14 @@ impl Undoer<'_> {
         let Some(current) = self.still_a_file(&dir, &name, path)? else {
             return Ok(());
         };
-        if original.identity.matches(&current, self.same_mount) {
+        // The file we changed: the original, or the copy that replaced it (`append_by_copy`).
+        let copy = self.made.get(&id).copied();
+        let ours = |m: &Meta| {
+            original.identity.matches(m, self.same_mount) || copy.is_some_and(|c| c.matches(m, self.same_mount))
+        };
+        if ours(&current) {
             if let Some(file) = dir.open_in_place(&name)? {
-                if original.identity.matches(&file.meta, self.same_mount) {
+                if ours(&file.meta) {
                     match self.in_place_state(&file, change)? {
                         InPlaceState::Original => {
                             // Nothing of ours is left (the install stopped before writing, or

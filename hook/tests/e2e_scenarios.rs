@@ -845,7 +845,7 @@ fn podman_diff(name: &str) -> BTreeSet<(String, String)> {
 }
 
 // 7. Podman with an image: after a run with the hook, `podman diff` shows nothing beyond a run
-// without it except the image files the hook had to modify in place (see docs/podman-diff.md).
+// without it except the image files the hook had to change (see docs/podman-diff.md).
 #[test]
 fn podman_image_diff() {
     let case = Case::new();

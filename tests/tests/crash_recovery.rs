@@ -11,6 +11,7 @@ use cacerts_core::failpoint::{arm, disarm};
 use cacerts_core::stores::keystore::Keystore;
 use cacerts_core::{install, uninstall, Backend, Change, ContainerRoot, Edit, Error, Options, Plan, Report, Result};
 use cacerts_testkit::fixtures::jks_store;
+use cacerts_testkit::mount::Mount;
 use cacerts_testkit::{age, build, Node, Snapshot};
 
 const PEM_A: &[u8] = b"-----BEGIN CERTIFICATE-----\nCORP-ROOT-A\n-----END CERTIFICATE-----\n";
@@ -91,7 +92,19 @@ fn plan() -> Plan {
     p
 }
 
+/// Where the tree is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Layout {
+    /// A directory.
+    Plain,
+    /// The lower layer of an overlay file system with an empty upper one, the root being the
+    /// overlay, as an engine mounts a container's root: bundles are appended to by copy there.
+    Overlay,
+}
+
 struct Fixture {
+    /// Unmounted before the directory it is in is removed.
+    _overlay: Option<Mount>,
     _tmp: tempfile::TempDir,
     rootfs: PathBuf,
     state: PathBuf,
@@ -100,24 +113,49 @@ struct Fixture {
     backend: Backend,
 }
 
-/// The every-point loops run with both ways of resolving paths.
-const BACKENDS: [Backend; 2] = [Backend::Openat2, Backend::Walk];
+/// The every-point loops run with both ways of resolving paths, and on an overlay file system.
+const CASES: [(Backend, Layout); 3] = [
+    (Backend::Openat2, Layout::Plain),
+    (Backend::Walk, Layout::Plain),
+    (Backend::Openat2, Layout::Overlay),
+];
 
 impl Fixture {
     fn new() -> Fixture {
-        Fixture::with(Backend::Openat2)
+        Fixture::with(Backend::Openat2, Layout::Plain)
     }
 
-    fn with(backend: Backend) -> Fixture {
+    fn with(backend: Backend, layout: Layout) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let rootfs = tmp.path().join("rootfs");
         std::fs::create_dir(&rootfs).unwrap();
-        build(&rootfs, &tree());
-        age(&rootfs);
+        let overlay = match layout {
+            Layout::Plain => {
+                build(&rootfs, &tree());
+                age(&rootfs);
+                None
+            }
+            Layout::Overlay => {
+                let [lower, upper, work] = ["lower", "upper", "work"].map(|d| tmp.path().join(d));
+                for d in [&lower, &upper, &work] {
+                    std::fs::create_dir(d).unwrap();
+                }
+                build(&lower, &tree());
+                age(&lower);
+                let options = format!(
+                    "lowerdir={},upperdir={},workdir={}",
+                    lower.display(),
+                    upper.display(),
+                    work.display()
+                );
+                Some(Mount::new("overlay", &rootfs, &options))
+            }
+        };
         let before = Snapshot::take(&rootfs);
         let state = tmp.path().join("state");
         let journal = state.join("ctr.journal");
         Fixture {
+            _overlay: overlay,
             rootfs,
             state,
             journal,
@@ -206,16 +244,16 @@ fn count_points<T>(f: impl FnOnce() -> Result<T>) -> usize {
     n
 }
 
-fn install_points() -> usize {
-    let fx = Fixture::new();
+fn install_points(layout: Layout) -> usize {
+    let fx = Fixture::with(Backend::Openat2, layout);
     let n = count_points(|| fx.install());
     fx.uninstall().unwrap();
     fx.assert_clean("count run");
     n
 }
 
-fn uninstall_points() -> usize {
-    let fx = Fixture::new();
+fn uninstall_points(layout: Layout) -> usize {
+    let fx = Fixture::with(Backend::Openat2, layout);
     fx.install().unwrap();
     let n = count_points(|| fx.uninstall());
     fx.assert_clean("count run");
@@ -248,14 +286,14 @@ fn shape(rootfs: &Path) -> BTreeMap<PathBuf, String> {
 #[test]
 fn the_plan_has_many_mutation_points() {
     // The loops below are only worth something if there is a lot to cut short.
-    let install = install_points();
-    let uninstall = uninstall_points();
+    let install = install_points(Layout::Plain);
+    let uninstall = uninstall_points(Layout::Plain);
     eprintln!("points: install {install}, uninstall {uninstall}");
     assert!(install >= 20, "install passes only {install} mutation points");
     assert!(uninstall >= 10, "uninstall passes only {uninstall} mutation points");
     // Counting is deterministic.
-    assert_eq!(install, install_points());
-    assert_eq!(uninstall, uninstall_points());
+    assert_eq!(install, install_points(Layout::Plain));
+    assert_eq!(uninstall, uninstall_points(Layout::Plain));
 }
 
 #[test]
@@ -301,19 +339,69 @@ fn the_installed_tree_is_what_the_plan_says() {
     fx.assert_clean("after uninstall");
 }
 
+/// The `op` and `id` of each record in the journal at `path`, batches taken apart (the header
+/// has neither).
+fn records(path: &Path) -> Vec<(String, u64)> {
+    fn push(v: &serde_json::Value, out: &mut Vec<(String, u64)>) {
+        match v["op"].as_str() {
+            Some("batch") => v["records"].as_array().unwrap().iter().for_each(|r| push(r, out)),
+            Some(op) => out.extend(v["id"].as_u64().map(|id| (op.to_owned(), id))),
+            None => {}
+        }
+    }
+    let mut out = Vec::new();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        push(&serde_json::from_str(line).unwrap(), &mut out);
+    }
+    out
+}
+
+#[test]
+fn on_an_overlay_bundles_are_appended_to_by_copy() {
+    let bundle = "etc/ssl/certs/ca-certificates.crt";
+    let mut expected = std::fs::read(Fixture::new().rootfs.join(bundle)).unwrap();
+    expected.extend_from_slice(PEM_A);
+    expected.extend_from_slice(PEM_B);
+    for layout in [Layout::Plain, Layout::Overlay] {
+        let fx = Fixture::with(Backend::Openat2, layout);
+        let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(fx.rootfs.join(bundle)).unwrap());
+        fx.install().unwrap();
+        assert_eq!(std::fs::read(fx.rootfs.join(bundle)).unwrap(), expected, "{layout:?}");
+        let records = records(&fx.journal);
+        let appends: Vec<u64> = records.iter().filter(|(op, _)| op == "append").map(|r| r.1).collect();
+        assert_eq!(appends.len(), 2, "{layout:?}: {records:?}");
+        // A copy is journaled as the append plus the `made` record of the file that replaced
+        // the original.
+        let copies = appends
+            .iter()
+            .filter(|&&id| records.contains(&("made".to_owned(), id)))
+            .count();
+        match layout {
+            Layout::Plain => {
+                assert_eq!(copies, 0, "appended to in place: {records:?}");
+                let now = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(fx.rootfs.join(bundle)).unwrap());
+                assert_eq!(now, inode, "the same file");
+            }
+            Layout::Overlay => assert_eq!(copies, 2, "both bundles copied: {records:?}"),
+        }
+        fx.uninstall().unwrap();
+        fx.assert_clean(&format!("{layout:?}: after uninstall"));
+    }
+}
+
 #[test]
 fn install_killed_at_every_point_is_recovered_by_uninstall() {
-    let count = install_points();
-    for backend in BACKENDS {
+    for (backend, layout) in CASES {
+        let count = install_points(layout);
         for n in 1..=count {
-            let fx = Fixture::with(backend);
+            let fx = Fixture::with(backend, layout);
             assert!(crash_at(n, || fx.install()), "install did not reach mutation point {n}");
             let report = fx
                 .uninstall()
                 .unwrap_or_else(|e| panic!("recovery after a crash at point {n}: {e}"));
             assert!(report.kept.is_empty(), "crash at {n}: recovery kept {:?}", report.kept);
             fx.assert_clean(&format!(
-                "{backend:?}: install crashed at mutation point {n}, then uninstall"
+                "{backend:?}, {layout:?}: install crashed at mutation point {n}, then uninstall"
             ));
             // And the recovery is final: another uninstall has nothing to do.
             assert!(fx.uninstall().unwrap().is_empty());
@@ -323,10 +411,10 @@ fn install_killed_at_every_point_is_recovered_by_uninstall() {
 
 #[test]
 fn install_failing_at_every_point_rolls_itself_back() {
-    let count = install_points();
-    for backend in BACKENDS {
+    for (backend, layout) in CASES {
+        let count = install_points(layout);
         for n in 1..=count {
-            let fx = Fixture::with(backend);
+            let fx = Fixture::with(backend, layout);
             arm(n, false);
             let result = fx.install();
             disarm();
@@ -334,17 +422,19 @@ fn install_failing_at_every_point_rolls_itself_back() {
                 Err(Error::Injected(at)) => assert_eq!(at, n),
                 other => panic!("install failing at point {n} returned {other:?}"),
             }
-            fx.assert_clean(&format!("{backend:?}: install failed at mutation point {n}"));
+            fx.assert_clean(&format!(
+                "{backend:?}, {layout:?}: install failed at mutation point {n}"
+            ));
         }
     }
 }
 
 #[test]
 fn uninstall_killed_at_every_point_is_finished_by_the_next_uninstall() {
-    let count = uninstall_points();
-    for backend in BACKENDS {
+    for (backend, layout) in CASES {
+        let count = uninstall_points(layout);
         for n in 1..=count {
-            let fx = Fixture::with(backend);
+            let fx = Fixture::with(backend, layout);
             fx.install().unwrap();
             assert!(
                 crash_at(n, || fx.uninstall()),
@@ -359,7 +449,7 @@ fn uninstall_killed_at_every_point_is_finished_by_the_next_uninstall() {
                 .unwrap_or_else(|e| panic!("second uninstall after a crash at point {n}: {e}"));
             assert!(report.kept.is_empty(), "crash at {n}: kept {:?}", report.kept);
             fx.assert_clean(&format!(
-                "{backend:?}: uninstall crashed at mutation point {n}, then uninstall"
+                "{backend:?}, {layout:?}: uninstall crashed at mutation point {n}, then uninstall"
             ));
         }
     }
@@ -367,10 +457,10 @@ fn uninstall_killed_at_every_point_is_finished_by_the_next_uninstall() {
 
 #[test]
 fn uninstall_failing_at_every_point_is_finished_by_the_next_uninstall() {
-    let count = uninstall_points();
-    for backend in BACKENDS {
+    for (backend, layout) in CASES {
+        let count = uninstall_points(layout);
         for n in 1..=count {
-            let fx = Fixture::with(backend);
+            let fx = Fixture::with(backend, layout);
             fx.install().unwrap();
             arm(n, false);
             let result = fx.uninstall();
@@ -386,7 +476,7 @@ fn uninstall_failing_at_every_point_is_finished_by_the_next_uninstall() {
             fx.uninstall()
                 .unwrap_or_else(|e| panic!("second uninstall after a failure at point {n}: {e}"));
             fx.assert_clean(&format!(
-                "{backend:?}: uninstall failed at mutation point {n}, then uninstall"
+                "{backend:?}, {layout:?}: uninstall failed at mutation point {n}, then uninstall"
             ));
         }
     }
@@ -394,7 +484,7 @@ fn uninstall_failing_at_every_point_is_finished_by_the_next_uninstall() {
 
 #[test]
 fn a_crashed_recovery_is_recovered_again() {
-    let count = install_points();
+    let count = install_points(Layout::Plain);
     let mut combinations = 0;
     for n in (1..=count).step_by(3).chain([count]) {
         for m in [1, 2, 3, 5, 8, 13, 21] {
@@ -418,7 +508,7 @@ fn a_crashed_recovery_is_recovered_again() {
 
 #[test]
 fn install_finding_a_stale_journal_rolls_it_back_first() {
-    let count = install_points();
+    let count = install_points(Layout::Plain);
     let reference = {
         let fx = Fixture::new();
         fx.install().unwrap();
@@ -446,7 +536,7 @@ fn install_finding_a_stale_journal_rolls_it_back_first() {
 
 #[test]
 fn install_finding_a_stale_journal_after_a_crashed_uninstall() {
-    let count = uninstall_points();
+    let count = uninstall_points(Layout::Plain);
     for n in 1..=count {
         let fx = Fixture::new();
         fx.install().unwrap();

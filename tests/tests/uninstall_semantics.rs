@@ -7,6 +7,7 @@ use std::os::unix::fs::{lchown, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use cacerts_core::{install, uninstall, Change, ContainerRoot, Edit, Options, Plan, Report};
+use cacerts_testkit::mount::Mount;
 use cacerts_testkit::{age, build, fixtures, Node, Snapshot};
 
 const IMAGE_PEM: &str = "-----BEGIN CERTIFICATE-----\nIMAGE-CA\n-----END CERTIFICATE-----\n";
@@ -15,6 +16,8 @@ const THEIR_PEM: &str = "-----BEGIN CERTIFICATE-----\nCONTAINER-CA\n-----END CER
 const BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
 
 struct Fx {
+    /// Unmounted before the directory it is in is removed.
+    _overlay: Option<Mount>,
     _tmp: tempfile::TempDir,
     rootfs: PathBuf,
     journal: PathBuf,
@@ -29,6 +32,33 @@ impl Fx {
         age(&rootfs);
         let journal = tmp.path().join("state/ctr.journal");
         Fx {
+            _overlay: None,
+            _tmp: tmp,
+            rootfs,
+            journal,
+        }
+    }
+
+    /// The tree as the lower layer of an overlay file system with an empty upper one, the root
+    /// being the overlay: how an engine mounts a container's root.
+    fn on_overlay(nodes: &[Node]) -> Fx {
+        let tmp = tempfile::tempdir().unwrap();
+        let [lower, upper, work, rootfs] = ["lower", "upper", "work", "rootfs"].map(|d| tmp.path().join(d));
+        for d in [&lower, &upper, &work, &rootfs] {
+            std::fs::create_dir(d).unwrap();
+        }
+        build(&lower, nodes);
+        age(&lower);
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        );
+        let overlay = Mount::new("overlay", &rootfs, &options);
+        let journal = tmp.path().join("state/ctr.journal");
+        Fx {
+            _overlay: Some(overlay),
             _tmp: tmp,
             rootfs,
             journal,
@@ -242,7 +272,16 @@ fn hex(b: &[u8]) -> String {
 
 #[test]
 fn container_append_after_install_is_kept_with_its_time() {
-    let fx = Fx::new(&debian_tree());
+    container_append_is_kept(&Fx::new(&debian_tree()));
+}
+
+/// On an overlay the bundle was replaced by an appended copy; the container appends to that.
+#[test]
+fn container_append_after_install_on_an_overlay_is_kept_with_its_time() {
+    container_append_is_kept(&Fx::on_overlay(&debian_tree()));
+}
+
+fn container_append_is_kept(fx: &Fx) {
     fx.install(&append_plan());
     let bundle = fx.path(BUNDLE);
     {

@@ -465,6 +465,14 @@ impl DirHandle {
         &self.meta
     }
 
+    /// Whether the directory is on an overlay file system (`fstatfs`, which an `O_PATH`
+    /// descriptor allows; false when it fails).
+    pub fn on_overlayfs(&self) -> bool {
+        /// `OVERLAYFS_SUPER_MAGIC` from `linux/magic.h`.
+        const OVERLAYFS_SUPER_MAGIC: u64 = 0x794c_7630;
+        rustix::fs::fstatfs(&self.fd).is_ok_and(|s| s.f_type as u64 == OVERLAYFS_SUPER_MAGIC)
+    }
+
     fn child(&self, name: &OsStr) -> PathBuf {
         join_name(&self.path, name)
     }
@@ -498,6 +506,20 @@ impl DirHandle {
     /// replacement. The caller then replaces the file instead, which never writes to an existing
     /// inode.
     pub fn open_in_place(&self, name: &OsStr) -> Result<Option<InPlace>> {
+        self.open_single(name, OFlags::RDWR)
+    }
+
+    /// Opens the regular file `name` (no symlink followed) read-only, as the source of a copy
+    /// that replaces it ([`DirHandle::create_file_from`]); writing through it fails. On an
+    /// overlay file system this leaves a file of the image's layers where it is, where opening
+    /// it for writing would copy it up. `Ok(None)` when the file has other names or is a mount
+    /// point, as for [`DirHandle::open_in_place`].
+    pub fn open_to_copy(&self, name: &OsStr) -> Result<Option<InPlace>> {
+        self.open_single(name, OFlags::RDONLY)
+    }
+
+    /// [`DirHandle::open_in_place`] and [`DirHandle::open_to_copy`], opening with `access`.
+    fn open_single(&self, name: &OsStr, access: OFlags) -> Result<Option<InPlace>> {
         let display = self.child(name);
         let before = self
             .lstat(name)?
@@ -511,10 +533,10 @@ impl DirHandle {
         if before.nlink != 1 {
             return Ok(None);
         }
-        let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let flags = access | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
         let fd = match openat(&self.fd, name, flags, Mode::empty()) {
             Ok(fd) => fd,
-            Err(Errno::ACCESS | Errno::PERM | Errno::TXTBSY) => return Ok(None),
+            Err(Errno::ACCESS | Errno::PERM | Errno::TXTBSY) if access != OFlags::RDONLY => return Ok(None),
             Err(e) => return Err(Error::io("open", display, e)),
         };
         let meta = Meta::statx_at(fd.as_fd(), OsStr::new("")).map_err(|e| Error::io("stat", &display, e))?;
@@ -766,8 +788,8 @@ fn mount_id(fd: BorrowedFd<'_>) -> Option<u64> {
     (st.stx_mask & rustix::fs::StatxFlags::MNT_ID.bits() != 0).then_some(st.stx_mnt_id)
 }
 
-/// A regular file inside the root, open for reading and writing in place (see
-/// [`DirHandle::open_in_place`]).
+/// A regular file inside the root with a single name, open for reading and writing in place
+/// ([`DirHandle::open_in_place`]) or only for reading, to be copied ([`DirHandle::open_to_copy`]).
 #[derive(Debug)]
 pub(crate) struct InPlace {
     file: std::fs::File,
