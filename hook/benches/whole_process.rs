@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use cacerts_testkit::bench::{self, data_dir};
 use cacerts_testkit::containers::{hook_binary, run, runc_bundle, runc_bundle_with};
 use cacerts_testkit::fixtures::{alpine_bundle, alpine_bundle_without_usr, ubi, Base};
+use cacerts_testkit::mount::Mount;
 use cacerts_testkit::rootfs::debian_rootfs;
 use cacerts_testkit::{age, build, Node, Snapshot};
 
@@ -451,6 +452,78 @@ impl Drop for ProcMount {
     }
 }
 
+/// A container's root as an engine mounts it: an overlay file system of a lower layer (a
+/// fixture) and an upper layer of its own. [`Overlay::fresh`] empties the upper layer and mounts
+/// again, as for each new container. Unmounted when dropped.
+struct Overlay {
+    lower: PathBuf,
+    upper: PathBuf,
+    work: PathBuf,
+    merged: PathBuf,
+    mount: std::cell::RefCell<Option<Mount>>,
+}
+
+impl Overlay {
+    /// Layers in `dir`, the lower one built from `nodes` and aged.
+    fn new(dir: &Path, nodes: &[Node]) -> Overlay {
+        let [lower, upper, work, merged] = ["lower", "upper", "work", "merged"].map(|d| dir.join(d));
+        std::fs::create_dir_all(&lower).expect("create the lower layer");
+        build(&lower, nodes);
+        age(&lower);
+        let o = Overlay {
+            lower,
+            upper,
+            work,
+            merged,
+            mount: std::cell::RefCell::new(None),
+        };
+        o.fresh();
+        o
+    }
+
+    /// Unmounts, empties the upper layer, and mounts again.
+    fn fresh(&self) {
+        let mut mount = self.mount.borrow_mut();
+        drop(mount.take());
+        for d in [&self.upper, &self.work] {
+            let _ = std::fs::remove_dir_all(d);
+            std::fs::create_dir_all(d).expect("create an overlay layer");
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            self.lower.display(),
+            self.upper.display(),
+            self.work.display()
+        );
+        *mount = Some(Mount::new("overlay", &self.merged, &options));
+    }
+}
+
+/// A journaled ext4 on a loop device backed by a sparse file in `dir`, with mkfs.ext4's defaults,
+/// as the file systems a container host keeps images and containers on are (this machine's own
+/// has no journal). Unmounted when dropped.
+struct LoopExt4(PathBuf);
+
+impl LoopExt4 {
+    fn new(dir: &Path) -> LoopExt4 {
+        let image = dir.join("ext4.img");
+        let at = dir.join("mnt");
+        std::fs::create_dir_all(&at).expect("create the mount point");
+        std::fs::File::create(&image)
+            .and_then(|f| f.set_len(512 << 20))
+            .expect("create the file system image");
+        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
+        run(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&at));
+        LoopExt4(at)
+    }
+}
+
+impl Drop for LoopExt4 {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// Whether `path` is on a tmpfs.
 fn on_tmpfs(path: &Path) -> bool {
     rustix::fs::statfs(path).is_ok_and(|s| s.f_type == 0x0102_1994)
@@ -486,6 +559,11 @@ impl Bench {
         std::fs::create_dir_all(&alpine_tmpfs).expect("create the tmpfs root");
         build(&alpine_tmpfs, &alpine_bundle(&base));
         age(&alpine_tmpfs);
+        // Overlays with a fresh upper layer for every install, as engines mount a container's
+        // root: on the disk of target/ and on a journaled ext4 (declared first: unmounted last).
+        let ext4 = LoopExt4::new(&self.dir("ext4"));
+        let overlay_disk = Overlay::new(&self.dir("overlay"), &alpine_bundle(&base));
+        let overlay_ext4 = Overlay::new(&ext4.0.join("overlay"), &alpine_bundle(&base));
         let rhel = self.fixture("ubi", &ubi(&base));
         let deb_hook = self.dir("debian-hook");
         debian_rootfs(&deb_hook, "bookworm", DEBIAN_PACKAGES);
@@ -522,9 +600,31 @@ impl Bench {
                 alpine.clone(),
                 disk_journals.join("alpine.journal"),
             ),
+            (
+                "Alpine, overlay root, fresh upper layer",
+                overlay_disk.merged.clone(),
+                self.journal("overlay-disk"),
+            ),
+            (
+                "Alpine, overlay root on a journaled ext4, fresh upper layer",
+                overlay_ext4.merged.clone(),
+                self.journal("overlay-ext4"),
+            ),
             ("Debian", deb_hook.clone(), self.journal("debian")),
             ("RHEL (UBI)", rhel.clone(), self.journal("ubi")),
         ];
+        // The overlay cases' roots, by index in hook_cases: mounted afresh before each install,
+        // and checked after each uninstall against how they were before it.
+        let overlays: BTreeMap<usize, &Overlay> = hook_cases
+            .iter()
+            .enumerate()
+            .filter_map(|(k, (_, root, _))| {
+                [&overlay_disk, &overlay_ext4]
+                    .into_iter()
+                    .find(|o| &o.merged == root)
+                    .map(|o| (k, o))
+            })
+            .collect();
         let roots = [&alpine, &alpine_bare, &alpine_tmpfs, &rhel];
         let before: Vec<Snapshot> = roots.iter().map(|r| Snapshot::take(r)).collect();
 
@@ -532,10 +632,17 @@ impl Bench {
         let n_hook = hook_cases.len();
         let hook_case = |k: usize, by: &Path, label: &str, rec: &mut Rec| {
             let (name, root, journal) = &hook_cases[k];
+            let fresh = overlays.get(&k).map(|o| {
+                o.fresh();
+                Snapshot::take(root)
+            });
             let i = Cmd::install_by(by, root, &self.ca, journal).time();
             rec.push(&format!("{label}{name} install"), i);
             let u = Cmd::uninstall_by(by, root, journal).time();
             rec.push(&format!("{label}{name} uninstall"), u);
+            if let Some(before) = fresh {
+                before.assert_same(&Snapshot::take(root), format!("{name} after a run"));
+            }
         };
         let rec = interleave(self.runs, n_hook + 5, |_, k, rec| {
             if k < n_hook {
@@ -579,9 +686,12 @@ impl Bench {
         eprintln!("bench: whole process: peak RSS and page faults");
         let scratch = self.dir("rss");
         let mut rss = BTreeMap::new();
-        for (name, root, journal) in &hook_cases {
+        for (k, (name, root, journal)) in hook_cases.iter().enumerate() {
             let runs: Vec<(Usage, Usage)> = (0..3)
                 .map(|_| {
+                    if let Some(o) = overlays.get(&k) {
+                        o.fresh();
+                    }
                     let i = Cmd::install(root, &self.ca, journal).usage(&scratch);
                     (i, Cmd::uninstall(root, journal).usage(&scratch))
                 })
@@ -601,7 +711,11 @@ impl Bench {
              directories; `alpine_bundle_without_usr` lacks the directories, so the anchor's \
              parents `/usr/local` and `/usr/local/share` are created too), RHEL layout (`ubi`, the same \
              certificates in its three bundles, the OpenSSL bundle and the hash directory), and a \
-             real Debian bookworm root filesystem (mmdebstrap: {}).\n",
+             real Debian bookworm root filesystem (mmdebstrap: {}). The overlay rows: the Alpine \
+             layout as the lower layer of an overlay file system whose upper layer is emptied and \
+             mounted again before every install (untimed), as an engine mounts each new \
+             container's root; the layers on the disk of `target/`, or on a journaled ext4 on a \
+             loop device.\n",
             self.run_dir.display(),
             on_tmpfs(&self.run_dir),
             base.cas.len(),
@@ -690,6 +804,26 @@ impl Bench {
             fmt_ms(rec.median("Alpine, root on tmpfs install")),
             fmt_ms(rec.median("Alpine, root on tmpfs uninstall")),
         );
+        for (label, case) in [
+            ("on the disk", "Alpine, overlay root, fresh upper layer"),
+            (
+                "on a journaled ext4",
+                "Alpine, overlay root on a journaled ext4, fresh upper layer",
+            ),
+        ] {
+            let (i, u) = (
+                rec.median(&format!("{case} install")),
+                rec.median(&format!("{case} uninstall")),
+            );
+            println!(
+                "- Alpine, overlay root with a fresh upper layer {label}: install {} ms, uninstall {} ms; \
+                 against the plain root on the disk: **{:.2}x** and **{:.2}x**",
+                fmt_ms(i),
+                fmt_ms(u),
+                i / alp_i,
+                u / alp_u
+            );
+        }
         let floor = rec.median("true");
         println!(
             "- Alpine install, journal on disk / on tmpfs: **{:.1}x**",
