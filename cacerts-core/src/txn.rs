@@ -452,11 +452,25 @@ impl Tx<'_> {
             times: None,
         };
         let made = dir.create_file(&temp, &new, &attrs, self.options.durable)?;
+        self.put_in_place(dir, id, &made, &temp, name, path)
+    }
+
+    /// Journals `temp`, which holds the new contents of the file `name`, as record `id`'s
+    /// replacement (`made`: its metadata), then renames it over `name`.
+    fn put_in_place(
+        &mut self,
+        dir: &DirHandle,
+        id: u32,
+        made: &Meta,
+        temp: &OsStr,
+        name: &OsStr,
+        path: PathBuf,
+    ) -> Result<()> {
         self.writer.append(&Record::Made(Made {
             id,
             identity: made.identity(),
         }))?;
-        dir.rename(&temp, name, false)?;
+        dir.rename(temp, name, false)?;
         self.report.edited.push(path);
         Ok(())
     }
@@ -528,13 +542,7 @@ impl Tx<'_> {
             unreachable!("the records built above")
         };
         let made = dir.create_file_from(&temp, file, size, &[(size, &fragment)], &attrs, self.options.durable)?;
-        self.writer.append(&Record::Made(Made {
-            id,
-            identity: made.identity(),
-        }))?;
-        dir.rename(&temp, name, false)?;
-        self.report.edited.push(path);
-        Ok(())
+        self.put_in_place(dir, id, &made, &temp, name, path)
     }
 
     /// Reads `file` for appending `extra` to it: its size, its hash, and what to append (`extra`,

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use cacerts_testkit::bench::{self, data_dir};
 use cacerts_testkit::containers::{hook_binary, run, runc_bundle, runc_bundle_with};
 use cacerts_testkit::fixtures::{alpine_bundle, alpine_bundle_without_usr, ubi, Base};
-use cacerts_testkit::mount::Mount;
+use cacerts_testkit::mount::Overlay;
 use cacerts_testkit::rootfs::debian_rootfs;
 use cacerts_testkit::{age, build, Node, Snapshot};
 
@@ -449,53 +449,6 @@ impl ProcMount {
 impl Drop for ProcMount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-/// A container's root as an engine mounts it: an overlay file system of a lower layer (a
-/// fixture) and an upper layer of its own. [`Overlay::fresh`] empties the upper layer and mounts
-/// again, as for each new container. Unmounted when dropped.
-struct Overlay {
-    lower: PathBuf,
-    upper: PathBuf,
-    work: PathBuf,
-    merged: PathBuf,
-    mount: std::cell::RefCell<Option<Mount>>,
-}
-
-impl Overlay {
-    /// Layers in `dir`, the lower one built from `nodes` and aged.
-    fn new(dir: &Path, nodes: &[Node]) -> Overlay {
-        let [lower, upper, work, merged] = ["lower", "upper", "work", "merged"].map(|d| dir.join(d));
-        std::fs::create_dir_all(&lower).expect("create the lower layer");
-        build(&lower, nodes);
-        age(&lower);
-        let o = Overlay {
-            lower,
-            upper,
-            work,
-            merged,
-            mount: std::cell::RefCell::new(None),
-        };
-        o.fresh();
-        o
-    }
-
-    /// Unmounts, empties the upper layer, and mounts again.
-    fn fresh(&self) {
-        let mut mount = self.mount.borrow_mut();
-        drop(mount.take());
-        for d in [&self.upper, &self.work] {
-            let _ = std::fs::remove_dir_all(d);
-            std::fs::create_dir_all(d).expect("create an overlay layer");
-        }
-        let options = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            self.lower.display(),
-            self.upper.display(),
-            self.work.display()
-        );
-        *mount = Some(Mount::new("overlay", &self.merged, &options));
     }
 }
 

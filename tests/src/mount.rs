@@ -32,3 +32,52 @@ impl Drop for Mount {
         }
     }
 }
+
+/// A container's root as an engine mounts it: an overlay file system of a lower layer (the image)
+/// and an upper layer of its own, in one directory (`lower`, `upper`, `work`, and the mount,
+/// `merged`). [`Overlay::fresh`] empties the upper layer and mounts again, as for each new
+/// container. Unmounted when dropped.
+pub struct Overlay {
+    lower: PathBuf,
+    upper: PathBuf,
+    work: PathBuf,
+    /// Where it is mounted: the root.
+    pub merged: PathBuf,
+    mount: std::cell::RefCell<Option<Mount>>,
+}
+
+impl Overlay {
+    /// An overlay in `dir` whose lower layer is built from `nodes` and aged, the upper one empty.
+    pub fn new(dir: &Path, nodes: &[crate::Node]) -> Overlay {
+        let [lower, upper, work, merged] = ["lower", "upper", "work", "merged"].map(|d| dir.join(d));
+        std::fs::create_dir_all(&lower).unwrap_or_else(|e| panic!("create {}: {e}", lower.display()));
+        crate::build(&lower, nodes);
+        crate::age(&lower);
+        let overlay = Overlay {
+            lower,
+            upper,
+            work,
+            merged,
+            mount: std::cell::RefCell::new(None),
+        };
+        overlay.fresh();
+        overlay
+    }
+
+    /// Unmounts, empties the upper layer, and mounts again.
+    pub fn fresh(&self) {
+        let mut mount = self.mount.borrow_mut();
+        drop(mount.take());
+        for d in [&self.upper, &self.work] {
+            let _ = std::fs::remove_dir_all(d);
+            std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            self.lower.display(),
+            self.upper.display(),
+            self.work.display()
+        );
+        *mount = Some(Mount::new("overlay", &self.merged, &options));
+    }
+}

@@ -11,7 +11,7 @@ use cacerts_core::failpoint::{arm, disarm};
 use cacerts_core::stores::keystore::Keystore;
 use cacerts_core::{install, uninstall, Backend, Change, ContainerRoot, Edit, Error, Options, Plan, Report, Result};
 use cacerts_testkit::fixtures::jks_store;
-use cacerts_testkit::mount::Mount;
+use cacerts_testkit::mount::Overlay;
 use cacerts_testkit::{age, build, Node, Snapshot};
 
 const PEM_A: &[u8] = b"-----BEGIN CERTIFICATE-----\nCORP-ROOT-A\n-----END CERTIFICATE-----\n";
@@ -104,7 +104,7 @@ enum Layout {
 
 struct Fixture {
     /// Unmounted before the directory it is in is removed.
-    _overlay: Option<Mount>,
+    _overlay: Option<Overlay>,
     _tmp: tempfile::TempDir,
     rootfs: PathBuf,
     state: PathBuf,
@@ -127,28 +127,17 @@ impl Fixture {
 
     fn with(backend: Backend, layout: Layout) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
-        let rootfs = tmp.path().join("rootfs");
-        std::fs::create_dir(&rootfs).unwrap();
-        let overlay = match layout {
+        let (rootfs, overlay) = match layout {
             Layout::Plain => {
+                let rootfs = tmp.path().join("rootfs");
+                std::fs::create_dir(&rootfs).unwrap();
                 build(&rootfs, &tree());
                 age(&rootfs);
-                None
+                (rootfs, None)
             }
             Layout::Overlay => {
-                let [lower, upper, work] = ["lower", "upper", "work"].map(|d| tmp.path().join(d));
-                for d in [&lower, &upper, &work] {
-                    std::fs::create_dir(d).unwrap();
-                }
-                build(&lower, &tree());
-                age(&lower);
-                let options = format!(
-                    "lowerdir={},upperdir={},workdir={}",
-                    lower.display(),
-                    upper.display(),
-                    work.display()
-                );
-                Some(Mount::new("overlay", &rootfs, &options))
+                let overlay = Overlay::new(&tmp.path().join("layers"), &tree());
+                (overlay.merged.clone(), Some(overlay))
             }
         };
         let before = Snapshot::take(&rootfs);

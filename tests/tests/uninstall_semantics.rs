@@ -7,7 +7,7 @@ use std::os::unix::fs::{lchown, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use cacerts_core::{install, uninstall, Change, ContainerRoot, Edit, Options, Plan, Report};
-use cacerts_testkit::mount::Mount;
+use cacerts_testkit::mount::Overlay;
 use cacerts_testkit::{age, build, fixtures, Node, Snapshot};
 
 const IMAGE_PEM: &str = "-----BEGIN CERTIFICATE-----\nIMAGE-CA\n-----END CERTIFICATE-----\n";
@@ -17,7 +17,7 @@ const BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
 
 struct Fx {
     /// Unmounted before the directory it is in is removed.
-    _overlay: Option<Mount>,
+    _overlay: Option<Overlay>,
     _tmp: tempfile::TempDir,
     rootfs: PathBuf,
     journal: PathBuf,
@@ -43,19 +43,8 @@ impl Fx {
     /// being the overlay: how an engine mounts a container's root.
     fn on_overlay(nodes: &[Node]) -> Fx {
         let tmp = tempfile::tempdir().unwrap();
-        let [lower, upper, work, rootfs] = ["lower", "upper", "work", "rootfs"].map(|d| tmp.path().join(d));
-        for d in [&lower, &upper, &work, &rootfs] {
-            std::fs::create_dir(d).unwrap();
-        }
-        build(&lower, nodes);
-        age(&lower);
-        let options = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.display(),
-            upper.display(),
-            work.display()
-        );
-        let overlay = Mount::new("overlay", &rootfs, &options);
+        let overlay = Overlay::new(&tmp.path().join("layers"), nodes);
+        let rootfs = overlay.merged.clone();
         let journal = tmp.path().join("state/ctr.journal");
         Fx {
             _overlay: Some(overlay),
