@@ -410,8 +410,15 @@ impl Tx<'_> {
                 }
             }
             Edit::KeystoreAdd { entries, password } => {
-                if let Some(file) = dir.open_in_place(name)? {
-                    if self.keystore_in_place(dir, &path, &file, entries, password)? {
+                let by_copy = dir.on_overlayfs();
+                let file = if by_copy {
+                    dir.open_to_copy(name)?
+                } else {
+                    dir.open_in_place(name)?
+                };
+                if let Some(file) = file {
+                    let copy_over = by_copy.then_some(name);
+                    if self.keystore_in_place(dir, &path, &file, entries, password, copy_over)? {
                         return Ok(());
                     }
                 }
@@ -515,34 +522,37 @@ impl Tx<'_> {
         extra: &[u8],
     ) -> Result<()> {
         let (size, hasher, fragment) = self.read_for_append(file, extra)?;
-        let attrs = NewAttrs {
-            uid: file.meta.uid,
-            gid: file.meta.gid,
-            mode: file.meta.mode,
-            xattrs: file.xattrs()?,
-            times: None,
-        };
+        let attrs = copy_attrs(file)?;
         self.touch(dir)?;
         let id = self.id();
+        let record = Record::Append(Append {
+            id,
+            path,
+            original: original_of(file, size, hasher),
+            fragment,
+        });
+        let (temp, record) = self.journal_copy(id, record)?;
+        let Record::Append(Append { path, fragment, .. }) = record else {
+            unreachable!("the record built above")
+        };
+        let made = dir.create_file_from(&temp, file, size, &[(size, &fragment)], &attrs, self.options.durable)?;
+        self.put_in_place(dir, id, &made, &temp, name, path)
+    }
+
+    /// Journals `record`, record `id`'s change, with the temporary name of the copy it is made in
+    /// (a restore record: any uninstall removes a leftover one). Returns the name and the record.
+    fn journal_copy(&mut self, id: u32, record: Record) -> Result<(OsString, Record)> {
         let temp = temp_name();
         let records = [
-            Record::Append(Append {
-                id,
-                path,
-                original: original_of(file, size, hasher),
-                fragment,
-            }),
+            record,
             Record::Restore(Restore {
                 id,
                 temp: temp.to_string_lossy().into_owned(),
             }),
         ];
         self.writer.append_all(&records)?;
-        let [Record::Append(Append { path, fragment, .. }), _] = records else {
-            unreachable!("the records built above")
-        };
-        let made = dir.create_file_from(&temp, file, size, &[(size, &fragment)], &attrs, self.options.durable)?;
-        self.put_in_place(dir, id, &made, &temp, name, path)
+        let [record, _] = records;
+        Ok((temp, record))
     }
 
     /// Reads `file` for appending `extra` to it: its size, its hash, and what to append (`extra`,
@@ -564,8 +574,10 @@ impl Tx<'_> {
 
     /// Adds entries to a JKS key store in place: the new entries and integrity hash are written
     /// over the old hash, then the entry count is patched; the rest of the file, often most of
-    /// it, is neither copied nor backed up. Returns false, having changed nothing, when the store
-    /// is not JKS (PKCS#12 is rewritten whole).
+    /// it, is neither copied nor backed up. With `copy_over` (its name, on an overlay file
+    /// system, as for [`Tx::append_by_copy`]) the same writes go into a copy of the store's first
+    /// bytes, which then replaces it. Returns false, having changed nothing, when the store is not
+    /// JKS (PKCS#12 is rewritten whole).
     fn keystore_in_place(
         &mut self,
         dir: &DirHandle,
@@ -573,6 +585,7 @@ impl Tx<'_> {
         file: &InPlace,
         entries: &[(String, Vec<u8>)],
         password: &str,
+        copy_over: Option<&OsStr>,
     ) -> Result<bool> {
         // The contents the planner checked, when it read a store of this size: every byte read
         // is compared with them, and only a file that holds exactly them skips the check.
@@ -613,7 +626,7 @@ impl Tx<'_> {
         }
         self.touch(dir)?;
         let id = self.id();
-        self.writer.append(&Record::Patch(Patch {
+        let record = Record::Patch(Patch {
             id,
             path: path.to_owned(),
             original: original_of(file, size, hasher),
@@ -629,13 +642,34 @@ impl Tx<'_> {
                 aliases: add.added,
                 password: password.to_owned(),
             },
-        }))?;
+        });
+        if let Some(name) = copy_over {
+            let attrs = copy_attrs(file)?;
+            let (temp, _) = self.journal_copy(id, record)?;
+            let writes = [(add.count_at, &add.new_count[..]), (add.keep, &add.tail[..])];
+            let made = dir.create_file_from(&temp, file, add.keep, &writes, &attrs, self.options.durable)?;
+            self.put_in_place(dir, id, &made, &temp, name, path.to_owned())?;
+            return Ok(true);
+        }
+        self.writer.append(&record)?;
         // Any mix of these two writes reaching the disk is undone from the record alone.
         file.write_at(add.keep, &add.tail, false)?;
         file.write_at(add.count_at, &add.new_count, self.options.durable)?;
         self.report.edited.push(path.to_owned());
         Ok(true)
     }
+}
+
+/// The owner, mode and attributes of `file`, for the copy that replaces it; its times are the
+/// copy's own, as a write in place would have made them.
+fn copy_attrs(file: &InPlace) -> Result<NewAttrs> {
+    Ok(NewAttrs {
+        uid: file.meta.uid,
+        gid: file.meta.gid,
+        mode: file.meta.mode,
+        xattrs: file.xattrs()?,
+        times: None,
+    })
 }
 
 /// What the journal keeps of a file about to be changed in place: the identity and times of

@@ -346,32 +346,40 @@ fn records(path: &Path) -> Vec<(String, u64)> {
 }
 
 #[test]
-fn on_an_overlay_bundles_are_appended_to_by_copy() {
+fn on_an_overlay_bundles_and_key_stores_are_changed_by_copy() {
     let bundle = "etc/ssl/certs/ca-certificates.crt";
     let mut expected = std::fs::read(Fixture::new().rootfs.join(bundle)).unwrap();
     expected.extend_from_slice(PEM_A);
     expected.extend_from_slice(PEM_B);
+    let inode = |fx: &Fixture, path: &str| {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(fx.rootfs.join(path)).unwrap())
+    };
     for layout in [Layout::Plain, Layout::Overlay] {
         let fx = Fixture::with(Backend::Openat2, layout);
-        let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(fx.rootfs.join(bundle)).unwrap());
+        let inodes = (inode(&fx, bundle), inode(&fx, KEYSTORE));
         fx.install().unwrap();
         assert_eq!(std::fs::read(fx.rootfs.join(bundle)).unwrap(), expected, "{layout:?}");
+        let store = Keystore::parse(&std::fs::read(fx.rootfs.join(KEYSTORE)).unwrap(), "changeit").unwrap();
+        assert_eq!(store.trusted().len(), 3, "{layout:?}: the image's entry and ours");
         let records = records(&fx.journal);
-        let appends: Vec<u64> = records.iter().filter(|(op, _)| op == "append").map(|r| r.1).collect();
-        assert_eq!(appends.len(), 2, "{layout:?}: {records:?}");
-        // A copy is journaled as the append plus the `made` record of the file that replaced
-        // the original.
-        let copies = appends
+        let in_place: Vec<u64> = records
+            .iter()
+            .filter(|(op, _)| op == "append" || op == "patch")
+            .map(|r| r.1)
+            .collect();
+        assert_eq!(in_place.len(), 3, "{layout:?}: two bundles, one key store: {records:?}");
+        // A copy is journaled as the append or patch plus the `made` record of the file that
+        // replaced the original.
+        let copies = in_place
             .iter()
             .filter(|&&id| records.contains(&("made".to_owned(), id)))
             .count();
         match layout {
             Layout::Plain => {
-                assert_eq!(copies, 0, "appended to in place: {records:?}");
-                let now = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(fx.rootfs.join(bundle)).unwrap());
-                assert_eq!(now, inode, "the same file");
+                assert_eq!(copies, 0, "changed in place: {records:?}");
+                assert_eq!((inode(&fx, bundle), inode(&fx, KEYSTORE)), inodes, "the same files");
             }
-            Layout::Overlay => assert_eq!(copies, 2, "both bundles copied: {records:?}"),
+            Layout::Overlay => assert_eq!(copies, 3, "all three copied: {records:?}"),
         }
         fx.uninstall().unwrap();
         fx.assert_clean(&format!("{layout:?}: after uninstall"));
