@@ -989,10 +989,10 @@ impl Undoer<'_> {
         Ok(())
     }
 
-    /// Puts back a file we changed in place (appended to, or patched; or replaced with a copy
-    /// appended to, on an overlay file system), bytes and times, when it holds the original
-    /// with nothing but (part of) our writes on it; otherwise, when the
-    /// container changed it, takes out only our part with `undo()`, as for a replaced file.
+    /// Puts back a file we changed in place (appended to, or patched; on an overlay file system,
+    /// replaced by a copy so changed), bytes and times, when it holds the original with nothing
+    /// but (part of) our writes on it; otherwise, when the container changed it, takes out only
+    /// our part with `undo()`, as for a replaced file.
     ///
     /// The original comes back as a copy of the file's first bytes, with what we overwrote
     /// written back, renamed over the file; not by cutting the file short: a pipe can still hold
@@ -1014,7 +1014,7 @@ impl Undoer<'_> {
         let Some(current) = self.still_a_file(&dir, &name, path)? else {
             return Ok(());
         };
-        // The file we changed: the original, or the copy that replaced it (`append_by_copy`).
+        // The file we changed: the original, or the copy that replaced it on an overlay.
         let copy = self.made.get(&id).copied();
         let ours = |m: &Meta| {
             original.identity.matches(m, self.same_mount) || copy.is_some_and(|c| c.matches(m, self.same_mount))

@@ -49,10 +49,17 @@ pub struct Overlay {
 impl Overlay {
     /// An overlay in `dir` whose lower layer is built from `nodes` and aged, the upper one empty.
     pub fn new(dir: &Path, nodes: &[crate::Node]) -> Overlay {
-        let [lower, upper, work, merged] = ["lower", "upper", "work", "merged"].map(|d| dir.join(d));
+        let lower = dir.join("lower");
         std::fs::create_dir_all(&lower).unwrap_or_else(|e| panic!("create {}: {e}", lower.display()));
         crate::build(&lower, nodes);
         crate::age(&lower);
+        Overlay::over(lower, dir)
+    }
+
+    /// An overlay in `dir` over the existing tree `lower`, which nothing else may change while it
+    /// is mounted, the upper layer empty.
+    pub fn over(lower: PathBuf, dir: &Path) -> Overlay {
+        let [upper, work, merged] = ["upper", "work", "merged"].map(|d| dir.join(d));
         let overlay = Overlay {
             lower,
             upper,
