@@ -3,8 +3,8 @@
 //! and containers started without the hook.
 //!
 //! Run by `scripts/bench` (`cargo bench -p cacerts-hook --bench whole_process -- [SECTION...]`,
-//! as root). Sections: `whole` (install and uninstall of one CA on three layouts, against
-//! `update-ca-certificates` and `cp`), `runc` (a trivial container with and without the hooks),
+//! as root). Sections: `whole` (install and uninstall of one CA on three layouts, and on overlay
+//! roots with a fresh upper layer, against `update-ca-certificates` and `cp`), `runc` (a trivial container with and without the hooks),
 //! `scale` (1 to 1,000 CAs, bundles of 150 to 15,000 certificates), `concurrency` (64 containers
 //! at once). No argument runs them all. `BENCH_RUNS` (default 30) is the number of runs of every
 //! measured command; compared commands run interleaved, in a rotating order, so that the noise
