@@ -398,26 +398,19 @@ impl Tx<'_> {
         let d = self.dir(dir_path)?;
         let dir = &d.0;
         let path = dir_path.join(name);
-        match edit {
-            Edit::Append(extra) if dir.on_overlayfs() => {
-                if let Some(file) = dir.open_to_copy(name)? {
-                    return self.append_by_copy(dir, path, name, &file, extra);
-                }
-            }
-            Edit::Append(extra) => {
-                if let Some(file) = dir.open_in_place(name)? {
-                    return self.append(dir, path, &file, extra);
-                }
-            }
-            Edit::KeystoreAdd { entries, password } => {
-                let by_copy = dir.on_overlayfs();
-                let file = if by_copy {
-                    dir.open_to_copy(name)?
-                } else {
-                    dir.open_in_place(name)?
-                };
-                if let Some(file) = file {
-                    let copy_over = by_copy.then_some(name);
+        // On an overlay file system a change in place is made in a copy that replaces the file:
+        // opening a file of the image's layers for writing would copy it up whole and flush it.
+        let by_copy = dir.on_overlayfs();
+        let file = if by_copy {
+            dir.open_to_copy(name)?
+        } else {
+            dir.open_in_place(name)?
+        };
+        if let Some(file) = file {
+            let copy_over = by_copy.then_some(name);
+            match edit {
+                Edit::Append(extra) => return self.append(dir, path, &file, extra, copy_over),
+                Edit::KeystoreAdd { entries, password } => {
                     if self.keystore_in_place(dir, &path, &file, entries, password, copy_over)? {
                         return Ok(());
                     }
@@ -486,9 +479,21 @@ impl Tx<'_> {
 impl Tx<'_> {
     /// Appends in place: one pass over the file to hash it and find its last byte, one journal
     /// record, one write. Nothing is copied, and the inode keeps its owner, mode, attributes,
-    /// links and birth time.
-    fn append(&mut self, dir: &DirHandle, path: PathBuf, file: &InPlace, extra: &[u8]) -> Result<()> {
+    /// links and birth time. With `copy_over` (its name, on an overlay file system, where
+    /// writing to a file of the image's layers would first copy it up and flush the copy) the
+    /// file is instead copied in the kernel with our fragment at its end, and the copy renamed
+    /// over it: journaled as the same append, with the `Made` record of the copy, which
+    /// uninstall puts the original back from as from a file appended to in place.
+    fn append(
+        &mut self,
+        dir: &DirHandle,
+        path: PathBuf,
+        file: &InPlace,
+        extra: &[u8],
+        copy_over: Option<&OsStr>,
+    ) -> Result<()> {
         let (size, hasher, fragment) = self.read_for_append(file, extra)?;
+        let attrs = copy_over.map(|_| copy_attrs(file)).transpose()?;
         self.touch(dir)?;
         let id = self.id();
         let record = Record::Append(Append {
@@ -497,6 +502,14 @@ impl Tx<'_> {
             original: original_of(file, size, hasher),
             fragment,
         });
+        if let (Some(name), Some(attrs)) = (copy_over, attrs) {
+            let (temp, record) = self.journal_copy(id, record)?;
+            let Record::Append(Append { path, fragment, .. }) = record else {
+                unreachable!("the record built above")
+            };
+            let made = dir.create_file_from(&temp, file, size, &[(size, &fragment)], &attrs, self.options.durable)?;
+            return self.put_in_place(dir, id, &made, &temp, name, path);
+        }
         self.writer.append(&record)?;
         // The record's own copy is what is written: a thousand certificates are most of a
         // megabyte, not to be held twice.
@@ -506,37 +519,6 @@ impl Tx<'_> {
         file.write_at(size, &fragment, self.options.durable)?;
         self.report.edited.push(path);
         Ok(())
-    }
-
-    /// Appends by replacing the file with a copy of it that ends in our fragment, for an overlay
-    /// file system, where writing to a file of the image's layers would first copy it up and
-    /// flush the copy to disk. The copy is made in the kernel where it can be, and journaled as
-    /// an append whose `Made` record names the replacement: uninstall puts the original back
-    /// from the replacement's first bytes, as it does for a file appended to in place.
-    fn append_by_copy(
-        &mut self,
-        dir: &DirHandle,
-        path: PathBuf,
-        name: &OsStr,
-        file: &InPlace,
-        extra: &[u8],
-    ) -> Result<()> {
-        let (size, hasher, fragment) = self.read_for_append(file, extra)?;
-        let attrs = copy_attrs(file)?;
-        self.touch(dir)?;
-        let id = self.id();
-        let record = Record::Append(Append {
-            id,
-            path,
-            original: original_of(file, size, hasher),
-            fragment,
-        });
-        let (temp, record) = self.journal_copy(id, record)?;
-        let Record::Append(Append { path, fragment, .. }) = record else {
-            unreachable!("the record built above")
-        };
-        let made = dir.create_file_from(&temp, file, size, &[(size, &fragment)], &attrs, self.options.durable)?;
-        self.put_in_place(dir, id, &made, &temp, name, path)
     }
 
     /// Journals `record`, record `id`'s change, with the temporary name of the copy it is made in
@@ -575,7 +557,7 @@ impl Tx<'_> {
     /// Adds entries to a JKS key store in place: the new entries and integrity hash are written
     /// over the old hash, then the entry count is patched; the rest of the file, often most of
     /// it, is neither copied nor backed up. With `copy_over` (its name, on an overlay file
-    /// system, as for [`Tx::append_by_copy`]) the same writes go into a copy of the store's first
+    /// system, as for [`Tx::append`]) the same writes go into a copy of the store's first
     /// bytes, which then replaces it. Returns false, having changed nothing, when the store is not
     /// JKS (PKCS#12 is rewritten whole).
     fn keystore_in_place(
