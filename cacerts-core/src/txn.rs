@@ -444,13 +444,7 @@ impl Tx<'_> {
             undo,
         }))?;
         self.writer.write_backup(&backup, &bytes)?;
-        let attrs = NewAttrs {
-            uid: meta.uid,
-            gid: meta.gid,
-            mode: meta.mode,
-            xattrs,
-            times: None,
-        };
+        let attrs = NewAttrs::like(&meta, xattrs, None);
         let made = dir.create_file(&temp, &new, &attrs, self.options.durable)?;
         self.put_in_place(dir, id, &made, &temp, name, path)
     }
@@ -493,7 +487,8 @@ impl Tx<'_> {
         copy_over: Option<&OsStr>,
     ) -> Result<()> {
         let (size, hasher, fragment) = self.read_for_append(file, extra)?;
-        let attrs = copy_over.map(|_| copy_attrs(file)).transpose()?;
+        // Read before anything is journaled: a failure here changes nothing.
+        let xattrs = copy_over.map(|_| file.xattrs()).transpose()?;
         self.touch(dir)?;
         let id = self.id();
         let record = Record::Append(Append {
@@ -502,7 +497,8 @@ impl Tx<'_> {
             original: original_of(file, size, hasher),
             fragment,
         });
-        if let (Some(name), Some(attrs)) = (copy_over, attrs) {
+        if let (Some(name), Some(xattrs)) = (copy_over, xattrs) {
+            let attrs = NewAttrs::like(&file.meta, xattrs, None);
             let (temp, record) = self.journal_copy(id, record)?;
             let Record::Append(Append { path, fragment, .. }) = record else {
                 unreachable!("the record built above")
@@ -606,6 +602,7 @@ impl Tx<'_> {
         if add.added.is_empty() {
             return Ok(true);
         }
+        let xattrs = copy_over.map(|_| file.xattrs()).transpose()?;
         self.touch(dir)?;
         let id = self.id();
         let record = Record::Patch(Patch {
@@ -625,8 +622,8 @@ impl Tx<'_> {
                 password: password.to_owned(),
             },
         });
-        if let Some(name) = copy_over {
-            let attrs = copy_attrs(file)?;
+        if let (Some(name), Some(xattrs)) = (copy_over, xattrs) {
+            let attrs = NewAttrs::like(&file.meta, xattrs, None);
             let (temp, _) = self.journal_copy(id, record)?;
             let writes = [(add.count_at, &add.new_count[..]), (add.keep, &add.tail[..])];
             let made = dir.create_file_from(&temp, file, add.keep, &writes, &attrs, self.options.durable)?;
@@ -640,18 +637,6 @@ impl Tx<'_> {
         self.report.edited.push(path.to_owned());
         Ok(true)
     }
-}
-
-/// The owner, mode and attributes of `file`, for the copy that replaces it; its times are the
-/// copy's own, as a write in place would have made them.
-fn copy_attrs(file: &InPlace) -> Result<NewAttrs> {
-    Ok(NewAttrs {
-        uid: file.meta.uid,
-        gid: file.meta.gid,
-        mode: file.meta.mode,
-        xattrs: file.xattrs()?,
-        times: None,
-    })
 }
 
 /// What the journal keeps of a file about to be changed in place: the identity and times of
@@ -1014,13 +999,8 @@ impl Undoer<'_> {
                             return Ok(());
                         }
                         InPlaceState::Ours => {
-                            let attrs = NewAttrs {
-                                uid: file.meta.uid,
-                                gid: file.meta.gid,
-                                mode: file.meta.mode,
-                                xattrs: file.xattrs()?,
-                                times: Some((original.atime, original.mtime)),
-                            };
+                            let times = Some((original.atime, original.mtime));
+                            let attrs = NewAttrs::like(&file.meta, file.xattrs()?, times);
                             let mut overwritten: Vec<(u64, &[u8])> =
                                 change.patches.iter().map(|p| (p.at, p.old.as_slice())).collect();
                             if !change.old_tail.is_empty() {
@@ -1074,13 +1054,7 @@ impl Undoer<'_> {
     ) -> Result<()> {
         let (bytes, meta, xattrs) = current;
         if let Some(stripped) = undo.revert(&bytes) {
-            let attrs = NewAttrs {
-                uid: meta.uid,
-                gid: meta.gid,
-                mode: meta.mode,
-                xattrs,
-                times: Some((meta.atime, meta.mtime)),
-            };
+            let attrs = NewAttrs::like(&meta, xattrs, Some((meta.atime, meta.mtime)));
             self.replace(id, dir, name, &stripped, &attrs)?;
             self.report.stripped.push(path.to_owned());
         }

@@ -456,6 +456,20 @@ pub(crate) struct NewAttrs {
     pub times: Option<(Time, Time)>,
 }
 
+impl NewAttrs {
+    /// The owner, group and mode of `meta`, with `xattrs` and `times` (`None`: the new entry's
+    /// own): for a file that takes the place of the one `meta` describes.
+    pub fn like(meta: &Meta, xattrs: Xattrs, times: Option<(Time, Time)>) -> NewAttrs {
+        NewAttrs {
+            uid: meta.uid,
+            gid: meta.gid,
+            mode: meta.mode,
+            xattrs,
+            times,
+        }
+    }
+}
+
 impl DirHandle {
     pub fn path(&self) -> &Path {
         &self.path
