@@ -4,16 +4,17 @@
 //!
 //! Run by `scripts/bench` (`cargo bench -p cacerts-hook --bench whole_process -- [SECTION...]`,
 //! as root). Sections: `whole` (install and uninstall of one CA on three layouts, and on overlay
-//! roots with a fresh upper layer, against `update-ca-certificates` and `cp`), `runc` (a trivial container with and without the hooks),
-//! `scale` (1 to 1,000 CAs, bundles of 150 to 15,000 certificates), `concurrency` (64 containers
-//! at once). No argument runs them all. `BENCH_RUNS` (default 30) is the number of runs of every
-//! measured command; compared commands run interleaved, in a rotating order, so that the noise
-//! of a shared machine falls on all of them alike. Results are medians; Markdown goes to standard
-//! output, progress to standard error. `BENCH_BASELINE_BIN` names another build of the binary
-//! (an earlier commit's, say): the `whole` section then runs the hook cases of this build, the
-//! baseline and a control (this build again), interleaved, `BENCH_AB_ROUNDS` rounds (default 300:
-//! the differences looked for are a few percent, less than the noise of 30 runs), each build
-//! from ten copies in turn, and prints the ratios of their medians.
+//! roots with a fresh upper layer, against `update-ca-certificates` and `cp`), `runc` (a trivial
+//! container with and without the hooks), `scale` (1 to 1,000 CAs, bundles of 150 to 15,000
+//! certificates), `concurrency` (64 containers at once). No argument runs them all. `BENCH_RUNS`
+//! (default 30) is the number of runs of every measured command; compared commands run
+//! interleaved, in a rotating order, so that the noise of a shared machine falls on all of them
+//! alike. Results are medians; Markdown goes to standard output, progress to standard error.
+//! `BENCH_BASELINE_BIN` names another build of the binary (an earlier commit's, say): the `whole`
+//! section then runs the hook cases of this build, the baseline and a control (this build again),
+//! interleaved, `BENCH_AB_ROUNDS` rounds (default 300: the differences looked for are a few
+//! percent, less than the noise of 30 runs), each build from ten copies in turn, and prints the
+//! ratios of their medians.
 //!
 //! Timings are never asserted; what is asserted is correctness: every command succeeds, every
 //! root filesystem ends as it started, and no journal is left behind.
@@ -452,7 +453,7 @@ impl Drop for ProcMount {
     }
 }
 
-/// A journaled ext4 on a loop device backed by a sparse file in `dir`, with mkfs.ext4's defaults,
+/// A journaled ext4 on a loop device backed by a sparse file in `dir`, as mkfs.ext4 makes it,
 /// as the file systems a container host keeps images and containers on are (this machine's own
 /// has no journal). Unmounted when dropped.
 struct LoopExt4(PathBuf);
@@ -465,7 +466,9 @@ impl LoopExt4 {
         std::fs::File::create(&image)
             .and_then(|f| f.set_len(512 << 20))
             .expect("create the file system image");
-        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
+        // Inode tables and journal written now, not by a kernel thread while later rows run.
+        let init = "lazy_itable_init=0,lazy_journal_init=0";
+        run(Command::new("mkfs.ext4").args(["-q", "-F", "-E", init]).arg(&image));
         run(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&at));
         LoopExt4(at)
     }
@@ -675,10 +678,10 @@ impl Bench {
              parents `/usr/local` and `/usr/local/share` are created too), RHEL layout (`ubi`, the same \
              certificates in its three bundles, the OpenSSL bundle and the hash directory), and a \
              real Debian bookworm root filesystem (mmdebstrap: {}). The overlay rows: the Alpine \
-             layout (or a second copy of the Debian root) as the lower layer of an overlay file system whose upper layer is emptied and \
-             mounted again before every install (untimed), as an engine mounts each new \
-             container's root; the layers on the disk of `target/`, or on a journaled ext4 on a \
-             loop device.\n",
+             layout (or a second copy of the Debian root) as the lower layer of an overlay file \
+             system whose upper layer is emptied and mounted again before every install \
+             (untimed), as an engine mounts each new container's root; the layers on the disk of \
+             `target/`, or on a journaled ext4 on a loop device.\n",
             self.run_dir.display(),
             on_tmpfs(&self.run_dir),
             base.cas.len(),
@@ -767,39 +770,22 @@ impl Bench {
             fmt_ms(rec.median("Alpine, root on tmpfs install")),
             fmt_ms(rec.median("Alpine, root on tmpfs uninstall")),
         );
-        for (label, case) in [
-            ("on the disk", "Alpine, overlay root, fresh upper layer"),
-            (
-                "on a journaled ext4",
-                "Alpine, overlay root on a journaled ext4, fresh upper layer",
-            ),
+        for (case, plain) in [
+            ("Alpine, overlay root, fresh upper layer", "Alpine"),
+            ("Alpine, overlay root on a journaled ext4, fresh upper layer", "Alpine"),
+            ("Debian, overlay root on a journaled ext4, fresh upper layer", "Debian"),
         ] {
-            let (i, u) = (
-                rec.median(&format!("{case} install")),
-                rec.median(&format!("{case} uninstall")),
-            );
+            let m = |name: &str, op: &str| rec.median(&format!("{name} {op}"));
+            let (i, u) = (m(case, "install"), m(case, "uninstall"));
             println!(
-                "- Alpine, overlay root with a fresh upper layer {label}: install {} ms, uninstall {} ms; \
-                 against the plain root on the disk: **{:.2}x** and **{:.2}x**",
+                "- {case}: install {} ms, uninstall {} ms; against the plain root on the disk: \
+                 **{:.2}x** and **{:.2}x**",
                 fmt_ms(i),
                 fmt_ms(u),
-                i / alp_i,
-                u / alp_u
+                i / m(plain, "install"),
+                u / m(plain, "uninstall")
             );
         }
-        let case = "Debian, overlay root on a journaled ext4, fresh upper layer";
-        let (i, u) = (
-            rec.median(&format!("{case} install")),
-            rec.median(&format!("{case} uninstall")),
-        );
-        println!(
-            "- Debian, overlay root with a fresh upper layer on a journaled ext4: install {} ms, uninstall {} ms; \
-             against the plain root on the disk: **{:.2}x** and **{:.2}x**",
-            fmt_ms(i),
-            fmt_ms(u),
-            i / rec.median("Debian install"),
-            u / rec.median("Debian uninstall")
-        );
         let floor = rec.median("true");
         println!(
             "- Alpine install, journal on disk / on tmpfs: **{:.1}x**",
