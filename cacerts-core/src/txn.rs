@@ -987,7 +987,9 @@ impl Undoer<'_> {
             original.identity.matches(m, self.same_mount) || copy.is_some_and(|c| c.matches(m, self.same_mount))
         };
         if ours(&current) {
-            if let Some(file) = dir.open_in_place(&name)? {
+            // Read-only: what is left of the change is put back by a copy, and on an overlay an
+            // original that the install never replaced must stay in the image's layer.
+            if let Some(file) = dir.open_to_copy(&name)? {
                 if ours(&file.meta) {
                     match self.in_place_state(&file, change)? {
                         InPlaceState::Original => {

@@ -104,7 +104,7 @@ enum Layout {
 
 struct Fixture {
     /// Unmounted before the directory it is in is removed.
-    _overlay: Option<Overlay>,
+    overlay: Option<Overlay>,
     _tmp: tempfile::TempDir,
     rootfs: PathBuf,
     state: PathBuf,
@@ -144,7 +144,7 @@ impl Fixture {
         let state = tmp.path().join("state");
         let journal = state.join("ctr.journal");
         Fixture {
-            _overlay: overlay,
+            overlay,
             rootfs,
             state,
             journal,
@@ -152,6 +152,28 @@ impl Fixture {
             backend,
             _tmp: tmp,
         }
+    }
+
+    /// The non-directories in the upper layer, on an overlay; none on a plain root.
+    fn upper_non_directories(&self) -> Vec<PathBuf> {
+        self.overlay
+            .as_ref()
+            .map(Overlay::upper_non_directories)
+            .unwrap_or_default()
+    }
+
+    /// Nothing was copied up since the upper layer held `before`
+    /// ([`Fixture::upper_non_directories`]): on an overlay, rolling back or undoing leaves in the
+    /// upper layer only the copies the install had already renamed into place (restored), never
+    /// another file of the image.
+    #[track_caller]
+    fn assert_nothing_copied_up(&self, before: &[PathBuf], ctx: &str) {
+        let copied_up: Vec<_> = self
+            .upper_non_directories()
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        assert!(copied_up.is_empty(), "{ctx}: copied up {copied_up:?}");
     }
 
     fn root(&self) -> ContainerRoot {
@@ -393,10 +415,12 @@ fn install_killed_at_every_point_is_recovered_by_uninstall() {
         for n in 1..=count {
             let fx = Fixture::with(backend, layout);
             assert!(crash_at(n, || fx.install()), "install did not reach mutation point {n}");
+            let crashed = fx.upper_non_directories();
             let report = fx
                 .uninstall()
                 .unwrap_or_else(|e| panic!("recovery after a crash at point {n}: {e}"));
             assert!(report.kept.is_empty(), "crash at {n}: recovery kept {:?}", report.kept);
+            fx.assert_nothing_copied_up(&crashed, &format!("install crashed at {n}, then uninstall"));
             fx.assert_clean(&format!(
                 "{backend:?}, {layout:?}: install crashed at mutation point {n}, then uninstall"
             ));
@@ -411,6 +435,13 @@ fn install_failing_at_every_point_rolls_itself_back() {
     for (backend, layout) in CASES {
         let count = install_points(layout);
         for n in 1..=count {
+            // The upper layer as the install left it at point `n`, before any rollback: that of
+            // an install killed there.
+            let stopped = {
+                let fx = Fixture::with(backend, layout);
+                assert!(crash_at(n, || fx.install()));
+                fx.upper_non_directories()
+            };
             let fx = Fixture::with(backend, layout);
             arm(n, false);
             let result = fx.install();
@@ -419,9 +450,9 @@ fn install_failing_at_every_point_rolls_itself_back() {
                 Err(Error::Injected(at)) => assert_eq!(at, n),
                 other => panic!("install failing at point {n} returned {other:?}"),
             }
-            fx.assert_clean(&format!(
-                "{backend:?}, {layout:?}: install failed at mutation point {n}"
-            ));
+            let ctx = format!("{backend:?}, {layout:?}: install failed at mutation point {n}");
+            fx.assert_clean(&ctx);
+            fx.assert_nothing_copied_up(&stopped, &ctx);
         }
     }
 }
@@ -433,6 +464,7 @@ fn uninstall_killed_at_every_point_is_finished_by_the_next_uninstall() {
         for n in 1..=count {
             let fx = Fixture::with(backend, layout);
             fx.install().unwrap();
+            let installed = fx.upper_non_directories();
             assert!(
                 crash_at(n, || fx.uninstall()),
                 "uninstall did not reach mutation point {n}"
@@ -445,9 +477,9 @@ fn uninstall_killed_at_every_point_is_finished_by_the_next_uninstall() {
                 .uninstall()
                 .unwrap_or_else(|e| panic!("second uninstall after a crash at point {n}: {e}"));
             assert!(report.kept.is_empty(), "crash at {n}: kept {:?}", report.kept);
-            fx.assert_clean(&format!(
-                "{backend:?}, {layout:?}: uninstall crashed at mutation point {n}, then uninstall"
-            ));
+            let ctx = format!("{backend:?}, {layout:?}: uninstall crashed at mutation point {n}, then uninstall");
+            fx.assert_clean(&ctx);
+            fx.assert_nothing_copied_up(&installed, &ctx);
         }
     }
 }
@@ -459,6 +491,7 @@ fn uninstall_failing_at_every_point_is_finished_by_the_next_uninstall() {
         for n in 1..=count {
             let fx = Fixture::with(backend, layout);
             fx.install().unwrap();
+            let installed = fx.upper_non_directories();
             arm(n, false);
             let result = fx.uninstall();
             disarm();
@@ -472,9 +505,9 @@ fn uninstall_failing_at_every_point_is_finished_by_the_next_uninstall() {
             );
             fx.uninstall()
                 .unwrap_or_else(|e| panic!("second uninstall after a failure at point {n}: {e}"));
-            fx.assert_clean(&format!(
-                "{backend:?}, {layout:?}: uninstall failed at mutation point {n}, then uninstall"
-            ));
+            let ctx = format!("{backend:?}, {layout:?}: uninstall failed at mutation point {n}, then uninstall");
+            fx.assert_clean(&ctx);
+            fx.assert_nothing_copied_up(&installed, &ctx);
         }
     }
 }

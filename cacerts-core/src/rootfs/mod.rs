@@ -523,8 +523,9 @@ impl DirHandle {
         self.open_single(name, OFlags::RDWR)
     }
 
-    /// Opens the regular file `name` (no symlink followed) read-only, as the source of a copy
-    /// that replaces it ([`DirHandle::create_file_from`]); writing through it fails. On an
+    /// Opens the regular file `name` (no symlink followed) read-only: to read and check it, or as
+    /// the source of a copy that replaces it ([`DirHandle::create_file_from`]). Writing through it
+    /// fails; setting its times does not (that takes owning the file, not write access). On an
     /// overlay file system this leaves a file of the image's layers where it is, where opening
     /// it for writing would copy it up. `Ok(None)` when the file has other names or is a mount
     /// point, as for [`DirHandle::open_in_place`].
