@@ -1222,6 +1222,18 @@ fn read_side_resolves_escape_links_inside_the_root() {
                     Err(Error::Io { cause, .. }) if cause.kind() == ErrorKind::NotFound => {}
                     other => failures.push(format!("{ctx}: read_file gave {:?}", other.map(String::from_utf8))),
                 }
+                // A listing of the directory the link replaced, or leads through, is never the
+                // canary's; where the link is the bundle, the image's directory holds it.
+                let listing = root.read_dir_if_dir("/etc/ssl/certs");
+                match (&listing, at.ends_with(".crt")) {
+                    (Ok(None), false) => {}
+                    (Err(Error::SafetyViolation { .. }), false) if kind.in_root().is_none() => {}
+                    (Ok(Some(entries)), true)
+                        if entries
+                            .iter()
+                            .any(|e| e.name == "ca-certificates.crt" && e.kind == FileKind::Symlink) => {}
+                    _ => failures.push(format!("{ctx}: read_dir_if_dir gave {listing:?}")),
+                }
                 // With the same path present inside the root, that copy is what is read.
                 if let Some(prefix) = kind.in_root() {
                     nodes.push(Node::file(
@@ -1272,6 +1284,22 @@ fn read_side_resolves_escape_links_inside_the_root() {
         match root.read_file("/etc/ssl/cert.pem") {
             Ok(b) if b == MIRROR_BUNDLE => {}
             other => failures.push(format!("[{backend:?}] clamped read gave {other:?}")),
+        }
+        // Listed through the clamped link; a file or nothing is no directory.
+        for (given, want) in [
+            ("/etc/ssl/certs", Some(vec!["ca-certificates.crt"])),
+            ("/etc/ssl/certs/ca-certificates.crt", None),
+            ("/etc/ssl/nothing/here", None),
+        ] {
+            let names = root
+                .read_dir_if_dir(given)
+                .map(|l| l.map(|l| l.into_iter().map(|e| e.name.into_string().unwrap()).collect::<Vec<_>>()));
+            let want = want.map(|w| w.into_iter().map(String::from).collect::<Vec<_>>());
+            if !matches!(&names, Ok(n) if *n == want) {
+                failures.push(format!(
+                    "[{backend:?}] read_dir_if_dir {given} gave {names:?}, want {want:?}"
+                ));
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

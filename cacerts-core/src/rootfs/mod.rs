@@ -291,39 +291,23 @@ impl ContainerRoot {
         let path = path.as_ref();
         let fd = walk::open_follow(self.fd.as_fd(), self.backend, path)?
             .ok_or_else(|| Error::io("open directory", path, Errno::NOENT))?;
-        let dir = openat(
-            &fd,
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::io("open directory", path, e))?;
-        let mut out = Vec::new();
-        // `Dir::new` reads from this descriptor, which is ours alone; `read_from` would open the
-        // directory once more, for a file position of its own.
-        for entry in rustix::fs::Dir::new(dir).map_err(|e| Error::io("read directory", path, e))? {
-            let entry = entry.map_err(|e| Error::io("read directory", path, e))?;
-            let name = OsStr::from_bytes(entry.file_name().to_bytes());
-            if name == "." || name == ".." {
-                continue;
-            }
-            // The entry's type as getdents reports it; only file systems that do not report
-            // it cost a stat.
-            let kind = match FileKind::from_type(entry.file_type()) {
-                FileKind::Unknown => match statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) => Meta::from_stat(&st).kind,
-                    Err(Errno::NOENT) => continue,
-                    Err(e) => return Err(Error::io("stat", path.join(name), e)),
-                },
-                kind => kind,
-            };
-            out.push(DirEntry {
-                name: name.to_owned(),
-                kind,
-            });
+        let dir = openat(&fd, ".", LIST_FLAGS, Mode::empty()).map_err(|e| Error::io("open directory", path, e))?;
+        list(&fd, dir, path)
+    }
+
+    /// [`ContainerRoot::read_dir`] where a directory may or may not be: `Ok(None)` when nothing
+    /// is at `path` or it is not a directory (symlinks followed inside the root). The path is
+    /// resolved once, not looked at and then listed.
+    pub fn read_dir_if_dir(&self, path: impl AsRef<Path>) -> Result<Option<Vec<DirEntry>>> {
+        let path = path.as_ref();
+        let Some(fd) = walk::open_follow(self.fd.as_fd(), self.backend, path)? else {
+            return Ok(None);
+        };
+        match openat(&fd, ".", LIST_FLAGS, Mode::empty()) {
+            Ok(dir) => list(&fd, dir, path).map(Some),
+            Err(Errno::NOTDIR) => Ok(None),
+            Err(e) => Err(Error::io("open directory", path, e)),
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
     }
 
     /// Resolves the parent directory of `path` for creating entries: symlinks on the way are
@@ -1018,6 +1002,40 @@ pub(crate) fn join_name(base: &Path, name: impl AsRef<OsStr>) -> PathBuf {
     }
     out.push(name);
     PathBuf::from(out)
+}
+
+/// How a directory is opened to be listed.
+const LIST_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::CLOEXEC);
+
+/// The entries of the directory `dir`, opened for reading from `fd` (its `O_PATH` descriptor, for
+/// the entries whose type getdents does not report), sorted by name; `path` names it in errors.
+fn list(fd: &OwnedFd, dir: OwnedFd, path: &Path) -> Result<Vec<DirEntry>> {
+    let mut out = Vec::new();
+    // `Dir::new` reads from this descriptor, which is ours alone; `read_from` would open the
+    // directory once more, for a file position of its own.
+    for entry in rustix::fs::Dir::new(dir).map_err(|e| Error::io("read directory", path, e))? {
+        let entry = entry.map_err(|e| Error::io("read directory", path, e))?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if name == "." || name == ".." {
+            continue;
+        }
+        // The entry's type as getdents reports it; only file systems that do not report
+        // it cost a stat.
+        let kind = match FileKind::from_type(entry.file_type()) {
+            FileKind::Unknown => match statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => Meta::from_stat(&st).kind,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(Error::io("stat", path.join(name), e)),
+            },
+            kind => kind,
+        };
+        out.push(DirEntry {
+            name: name.to_owned(),
+            kind,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use super::{distinct_files, probe};
+use super::{distinct_files, list};
 use crate::certs::CaCert;
 use crate::error::Result;
 use crate::pem::Scanner;
@@ -40,10 +40,7 @@ fn is_python_dir(name: &OsStr) -> bool {
 
 /// The `python3*` directories in `lib`.
 fn pythons_in(root: &ContainerRoot, lib: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    if probe(root, lib)? != Some(FileKind::Dir) {
-        return Ok(());
-    }
-    for e in root.read_dir(lib)? {
+    for e in list(root, lib)?.unwrap_or_default() {
         if is_python_dir(&e.name) && matches!(e.kind, FileKind::Dir | FileKind::Symlink) {
             out.push(lib.join(&e.name));
         }
@@ -55,18 +52,13 @@ fn pythons_in(root: &ContainerRoot, lib: &Path, out: &mut Vec<PathBuf>) -> Resul
 /// directories are not descended into (no loops); a `lib` that is a symlink is still looked in.
 fn opt_libs(root: &ContainerRoot) -> Result<Vec<PathBuf>> {
     let mut libs = Vec::new();
-    if probe(root, Path::new(OPT))? != Some(FileKind::Dir) {
-        return Ok(libs);
-    }
     let mut visited = 0;
     let mut level = vec![PathBuf::from(OPT)];
     for _ in 0..MAX_DEPTH {
         let mut next = Vec::new();
         for dir in &level {
-            let entries = match root.read_dir(dir) {
-                Ok(e) => e,
-                Err(e) if e.is_safety_violation() => continue,
-                Err(e) => return Err(e),
+            let Some(entries) = list(root, dir)? else {
+                continue;
             };
             for e in entries {
                 visited += 1;

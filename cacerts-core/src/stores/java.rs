@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use super::keystore::{forget_checked, holdings, remember_checked, sniff, Format, Holdings, DEFAULT_PASSWORD};
-use super::{distinct_files, probe};
+use super::{distinct_files, list};
 use crate::certs::{sanitize, CaCert};
 use crate::error::{Error, Result};
 use crate::plan::{Change, Edit};
@@ -40,8 +40,8 @@ pub fn alias_for(cert: &CaCert) -> String {
 /// Every Java trust store path to consider, in order, before de-duplication.
 fn candidates(root: &ContainerRoot, env: &[String]) -> Result<Vec<PathBuf>> {
     let mut out: Vec<PathBuf> = STORES.iter().map(PathBuf::from).collect();
-    if probe(root, Path::new(JVM_DIR))? == Some(FileKind::Dir) {
-        for e in root.read_dir(JVM_DIR)?.into_iter().take(MAX_JDKS) {
+    if let Some(jdks) = list(root, Path::new(JVM_DIR))? {
+        for e in jdks.into_iter().take(MAX_JDKS) {
             if !matches!(e.kind, FileKind::Dir | FileKind::Symlink) {
                 continue;
             }

@@ -17,14 +17,19 @@ use crate::rootfs::{ContainerRoot, FileKind};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-/// The type of what `path` leads to (following symlinks inside the root), for discovery: a path
-/// that does not exist, or cannot be resolved safely (a loop, a file used as a directory), is
-/// not a store and gives `None`; I/O errors are errors.
-fn probe(root: &ContainerRoot, path: &Path) -> crate::Result<Option<FileKind>> {
-    Ok(probe_meta(root, path)?.map(|m| m.kind))
+/// The entries of the directory at `path` (symlinks followed inside the root), for discovery: a
+/// path that does not exist, is not a directory, or cannot be resolved safely (a loop, a file
+/// used as a directory) gives `None`; I/O errors are errors.
+fn list(root: &ContainerRoot, path: &Path) -> crate::Result<Option<Vec<crate::DirEntry>>> {
+    match root.read_dir_if_dir(path) {
+        Ok(entries) => Ok(entries),
+        Err(e) if e.is_safety_violation() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
-/// [`probe`], with the metadata.
+/// The metadata of what `path` leads to (following symlinks inside the root), for discovery:
+/// `None` where [`list`] gives `None` for a missing or unsafe path.
 fn probe_meta(root: &ContainerRoot, path: &Path) -> crate::Result<Option<crate::Meta>> {
     match root.metadata(path) {
         Ok(m) => Ok(m),
