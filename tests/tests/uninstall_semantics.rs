@@ -230,29 +230,45 @@ fn untouched_file_gets_bytes_mode_owner_xattrs_and_times_back() {
 }
 
 #[test]
-fn a_journal_with_sha256_digests_is_still_undone_exactly() {
-    // Builds before BLAKE3 recorded the original of a file changed in place by its SHA-256.
-    // Their journals are read and checked with SHA-256: the bundle is recognised as the
-    // original plus our bytes and put back, not treated as changed by the container.
+fn journals_with_the_digests_of_earlier_builds_are_still_undone_exactly() {
+    // Earlier builds recorded the original of a file changed in place by its SHA-256, then by its
+    // BLAKE3. Their journals are read and checked with that algorithm: the bundle is recognised
+    // as the original plus our bytes and put back, not treated as changed by the container.
     use sha2::{Digest, Sha256};
-    let fx = Fx::new(&debian_tree());
-    let before = fx.snapshot();
-    fx.install(&append_plan());
-    let journal = std::fs::read_to_string(&fx.journal).unwrap();
-    let ours = blake3_of(IMAGE_PEM.as_bytes());
-    let new_field = format!("\"blake3\":\"{ours}\"");
-    assert!(journal.contains(&new_field), "this build records BLAKE3:\n{journal}");
-    let old_field = format!("\"sha256\":\"{}\"", hex(&Sha256::digest(IMAGE_PEM.as_bytes())));
-    std::fs::write(&fx.journal, journal.replace(&new_field, &old_field)).unwrap();
-    let report = fx.uninstall();
-    assert_eq!(report.restored, vec![PathBuf::from(format!("/{BUNDLE}"))], "{report:?}");
-    assert!(report.stripped.is_empty(), "{report:?}");
-    before.assert_same(&fx.snapshot(), "after uninstall");
-}
+    let xxh3 = hex(&xxhash_rust::xxh3::xxh3_128(IMAGE_PEM.as_bytes()).to_be_bytes());
+    let new_field = format!("\"xxh3_128\":\"{xxh3}\"");
+    for (name, digest) in [
+        ("sha256", hex(&Sha256::digest(IMAGE_PEM.as_bytes()))),
+        ("blake3", blake3::hash(IMAGE_PEM.as_bytes()).to_hex().to_string()),
+    ] {
+        let old_field = format!("\"{name}\":\"{digest}\"");
+        let fx = Fx::new(&debian_tree());
+        let before = fx.snapshot();
+        fx.install(&append_plan());
+        let journal = std::fs::read_to_string(&fx.journal).unwrap();
+        assert!(journal.contains(&new_field), "this build records XXH3-128:\n{journal}");
+        std::fs::write(&fx.journal, journal.replace(&new_field, &old_field)).unwrap();
+        let report = fx.uninstall();
+        assert_eq!(
+            report.restored,
+            vec![PathBuf::from(format!("/{BUNDLE}"))],
+            "{old_field}: {report:?}"
+        );
+        assert!(report.stripped.is_empty(), "{old_field}: {report:?}");
+        before.assert_same(&fx.snapshot(), format!("{old_field}: after uninstall"));
 
-/// BLAKE3 of `bytes`, hex.
-fn blake3_of(bytes: &[u8]) -> String {
-    blake3::hash(bytes).to_hex().to_string()
+        // A digest that does not match is a bundle the container changed: only our bytes go.
+        fx.install(&append_plan());
+        let journal = std::fs::read_to_string(&fx.journal).unwrap();
+        let wrong = format!("\"{name}\":\"{}\"", "0".repeat(digest.len()));
+        std::fs::write(&fx.journal, journal.replace(&new_field, &wrong)).unwrap();
+        let report = fx.uninstall();
+        assert_eq!(
+            report.stripped,
+            vec![PathBuf::from(format!("/{BUNDLE}"))],
+            "{wrong}: {report:?}"
+        );
+    }
 }
 
 fn hex(b: &[u8]) -> String {
