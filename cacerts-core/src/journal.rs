@@ -31,8 +31,13 @@ use crate::rootfs::{Identity, Time};
 
 /// The `format` value in every journal header.
 pub const FORMAT: &str = "cacerts-hook-journal";
-/// The journal format version this build reads and writes.
-pub const VERSION: u32 = 1;
+/// The journal format version this build writes; it reads every version up to this one.
+///
+/// Raised whenever a journal this build writes may hold what an earlier build cannot read, so
+/// that an earlier build refuses it by its header, saying which version it is, rather than as a
+/// corrupt line: 2 from the build that records XXH3-128 digests (version 1 journals hold SHA-256
+/// or BLAKE3 digests, and read as before).
+pub const VERSION: u32 = 2;
 
 /// First line of a journal.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -458,14 +463,14 @@ impl Journal {
                 CORRUPT_HINT,
             ));
         }
-        if header.version != VERSION {
+        if !(1..=VERSION).contains(&header.version) {
             return Err(invalid(
                 path,
                 format!(
-                    "journal version {} is not {VERSION}, the one this build reads",
+                    "journal version {} is not one this build reads (1 to {VERSION})",
                     header.version
                 ),
-                "uninstall with the cacerts-hook version that wrote it",
+                "uninstall with the cacerts-hook version that wrote it, or a later one",
             ));
         }
         let count = lines.len();
@@ -1075,6 +1080,35 @@ mod tests {
             .expect_err("a torn line before the last")
             .to_string();
         assert!(err.contains("line 2 is corrupt"), "{err}");
+    }
+
+    /// Journals of every version up to this build's are read; a later one is refused by its
+    /// header, before any record is looked at.
+    #[test]
+    fn versions_up_to_this_builds_are_read_and_later_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let header =
+            |v: u32| format!(r#"{{"format":"cacerts-hook-journal","version":{v},"rootfs":"/r","root_dev":1}}"#);
+        let mkdir = r#"{"op":"mkdir","id":1,"path":"/a"}"#;
+        for v in 1..=VERSION {
+            std::fs::write(&path, format!("{}\n{mkdir}\n", header(v))).unwrap();
+            let journal = Journal::read(&path).unwrap().expect("a journal");
+            assert_eq!(journal.records.len(), 1, "version {v}");
+        }
+        for v in [0, VERSION + 1] {
+            // A record this build does not know, after a header it does not read: the header
+            // is what the message is about.
+            std::fs::write(&path, format!("{}\n{{\"op\":\"later\"}}\n", header(v))).unwrap();
+            let err = Journal::read(&path).expect_err("refused").to_string();
+            assert!(
+                err.contains(&format!(
+                    "journal version {v} is not one this build reads (1 to {VERSION})"
+                )),
+                "{err}"
+            );
+            assert!(err.contains("the cacerts-hook version that wrote it"), "{err}");
+        }
     }
 
     #[test]

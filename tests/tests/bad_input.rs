@@ -232,8 +232,8 @@ fn a_journal_of_another_version_is_refused() {
     let fx = Fx::new();
     fx.install().unwrap();
     rewrite_line(&fx.journal, 0, |l| {
-        assert!(l.contains("\"version\":1"), "{l}");
-        l.replace("\"version\":1", "\"version\":99")
+        assert!(l.contains("\"version\":2"), "{l}");
+        l.replace("\"version\":2", "\"version\":99")
     });
     for (what, err) in [
         ("uninstall", refused(&fx, "uninstall", || fx.uninstall())),
