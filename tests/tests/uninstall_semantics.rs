@@ -232,8 +232,9 @@ fn untouched_file_gets_bytes_mode_owner_xattrs_and_times_back() {
 #[test]
 fn journals_with_the_digests_of_earlier_builds_are_still_undone_exactly() {
     // Earlier builds recorded the original of a file changed in place by its SHA-256, then by its
-    // BLAKE3. Their journals are read and checked with that algorithm: the bundle is recognised
-    // as the original plus our bytes and put back, not treated as changed by the container.
+    // BLAKE3, in journals of version 1. Those are read and checked with that algorithm: the
+    // bundle is recognised as the original plus our bytes and put back, not treated as changed
+    // by the container.
     use sha2::{Digest, Sha256};
     let xxh3 = hex(&xxhash_rust::xxh3::xxh3_128(IMAGE_PEM.as_bytes()).to_be_bytes());
     let new_field = format!("\"xxh3_128\":\"{xxh3}\"");
@@ -247,6 +248,12 @@ fn journals_with_the_digests_of_earlier_builds_are_still_undone_exactly() {
         fx.install(&append_plan());
         let journal = std::fs::read_to_string(&fx.journal).unwrap();
         assert!(journal.contains(&new_field), "this build records XXH3-128:\n{journal}");
+        // As those builds wrote it: a version 1 header.
+        let journal = journal.replacen("\"version\":2,", "\"version\":1,", 1);
+        assert!(
+            journal.starts_with("{\"format\":\"cacerts-hook-journal\",\"version\":1,"),
+            "{journal}"
+        );
         std::fs::write(&fx.journal, journal.replace(&new_field, &old_field)).unwrap();
         let report = fx.uninstall();
         assert_eq!(
@@ -259,7 +266,9 @@ fn journals_with_the_digests_of_earlier_builds_are_still_undone_exactly() {
 
         // A digest that does not match is a bundle the container changed: only our bytes go.
         fx.install(&append_plan());
-        let journal = std::fs::read_to_string(&fx.journal).unwrap();
+        let journal = std::fs::read_to_string(&fx.journal)
+            .unwrap()
+            .replacen("\"version\":2,", "\"version\":1,", 1);
         let wrong = format!("\"{name}\":\"{}\"", "0".repeat(digest.len()));
         std::fs::write(&fx.journal, journal.replace(&new_field, &wrong)).unwrap();
         let report = fx.uninstall();
