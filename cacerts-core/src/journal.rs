@@ -516,16 +516,6 @@ pub fn recorded_rootfs(path: &Path) -> Result<Option<PathBuf>> {
     Ok(Journal::read(path)?.map(|j| j.header.rootfs))
 }
 
-/// Deletes the journal at `path` and its backups without undoing anything. Only for a journal
-/// whose root filesystem no longer exists, so that there is nothing left to undo. No journal is a
-/// no-op.
-pub fn discard(path: &Path) -> Result<()> {
-    match Journal::read(path)? {
-        None => Ok(()),
-        Some(j) => Journal::delete(path, &j.records),
-    }
-}
-
 fn remove_if_exists(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),

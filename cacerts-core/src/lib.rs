@@ -73,4 +73,4 @@ pub mod txn;
 pub use crate::error::{Error, Result};
 pub use crate::plan::{Change, Edit, Plan};
 pub use crate::rootfs::{Backend, ContainerRoot, DirEntry, FileKind, Meta, Time};
-pub use crate::txn::{install, uninstall, uninstall_with, Options, Report};
+pub use crate::txn::{install, uninstall, uninstall_recorded, uninstall_with, Options, Report};

@@ -139,6 +139,31 @@ pub fn uninstall_with(root: &ContainerRoot, journal_path: &Path, options: &Optio
     }
 }
 
+/// Undoes the journal at `journal_path` on the root filesystem its header records, reading the
+/// journal once, then deletes it. When `gone` says that root filesystem no longer exists, there
+/// is nothing left to undo and the journal is deleted unread past its records. `Ok(None)` when
+/// there is no journal.
+///
+/// For a caller that knows only the journal (a runtime's poststop, a collector of journals left
+/// behind): [`uninstall_with`] would read it a second time after the header was read to find
+/// the root, which for a thousand CAs is a journal of some hundreds of kilobytes.
+pub fn uninstall_recorded(
+    journal_path: &Path,
+    options: &Options,
+    gone: impl FnOnce(&Path) -> bool,
+) -> Result<Option<Report>> {
+    let Some(j) = Journal::read(journal_path)? else {
+        return Ok(None);
+    };
+    if gone(&j.header.rootfs) {
+        Journal::delete(journal_path, &j.records)?;
+        return Ok(Some(Report::default()));
+    }
+    let root = ContainerRoot::open(&j.header.rootfs)?;
+    check_root(&root, journal_path, &j.header)?;
+    undo(&root, journal_path, j, options).map(Some)
+}
+
 /// The journal must live outside the root: the container could otherwise rewrite its own undo
 /// instructions, and the journal itself would be a trace.
 fn check_outside(root: &ContainerRoot, journal_path: &Path) -> Result<()> {

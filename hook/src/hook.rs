@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use cacerts_core::installer::{self, Settings};
-use cacerts_core::{journal, uninstall_with, Change, ContainerRoot, Options, Plan, Report};
+use cacerts_core::{Change, ContainerRoot, Options, Plan, Report};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, OPT_OUT_ANNOTATION};
@@ -276,15 +276,9 @@ fn poststop(config: &Config, id: &str, out: &SharedOutcome) -> Result<()> {
 /// Undoes the journal at `path` on the rootfs it records, or discards it when that rootfs no
 /// longer exists. `None` when there is no journal.
 pub fn undo_journal(path: &Path) -> Result<Option<Report>> {
-    let Some(rootfs) = journal::recorded_rootfs(path)? else {
-        return Ok(None);
-    };
-    if !exists(&rootfs) {
-        journal::discard(path)?;
-        return Ok(Some(Report::default()));
-    }
-    let root = ContainerRoot::open(&rootfs)?;
-    Ok(Some(uninstall_with(&root, path, &options_for(path))?))
+    Ok(cacerts_core::uninstall_recorded(path, &options_for(path), |rootfs| {
+        !exists(rootfs)
+    })?)
 }
 
 /// The options for an install or uninstall journaled at `journal`: files written into the root

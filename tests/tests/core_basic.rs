@@ -1,6 +1,6 @@
 //! Install and uninstall on ordinary trees: the happy paths of the core layer.
 
-use cacerts_core::{install, uninstall, Change, ContainerRoot, Edit, Plan};
+use cacerts_core::{install, uninstall, uninstall_recorded, Change, ContainerRoot, Edit, Plan};
 use cacerts_testkit::{age, build, Node, Snapshot};
 
 const PEM: &[u8] = b"-----BEGIN CERTIFICATE-----\nTESTCA\n-----END CERTIFICATE-----\n";
@@ -66,6 +66,59 @@ fn install_then_uninstall_leaves_no_trace() {
     // Idempotent: a second uninstall finds no journal and does nothing.
     assert!(uninstall(&root, &journal).unwrap().is_empty());
     before.assert_same(&Snapshot::take(&rootfs), "after a second uninstall");
+}
+
+/// Undone from the journal alone, on the root its header records; or, when `gone` says that
+/// root is no more, deleted without touching anything.
+#[test]
+fn a_journal_is_undone_on_the_root_it_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir(&rootfs).unwrap();
+    build(
+        &rootfs,
+        &[
+            Node::file("etc/ssl/certs/ca-certificates.crt", "x\n"),
+            Node::symlink("etc/ssl/cert.pem", "certs/ca-certificates.crt"),
+        ],
+    );
+    age(&rootfs);
+    let before = Snapshot::take(&rootfs);
+    let journal = tmp.path().join("state/j.json");
+    let options = Default::default();
+    assert!(
+        uninstall_recorded(&journal, &options, |_| panic!("no journal, no root"))
+            .unwrap()
+            .is_none()
+    );
+
+    install(&ContainerRoot::open(&rootfs).unwrap(), &plan(), &journal, &options).unwrap();
+    let mut asked = None;
+    let report = uninstall_recorded(&journal, &options, |r| {
+        asked = Some(r.to_owned());
+        false
+    })
+    .unwrap()
+    .expect("a journal");
+    assert_eq!(asked.as_deref(), Some(rootfs.canonicalize().unwrap().as_path()));
+    assert_eq!(
+        report.removed.len(),
+        6,
+        "two entries and the four directories made for one: {report:?}"
+    );
+    assert_eq!(report.restored.len(), 1, "{report:?}");
+    before.assert_same(&Snapshot::take(&rootfs), "after uninstall_recorded");
+    assert!(!journal.exists());
+
+    // A root said to be gone is left as it is; only the journal goes.
+    install(&ContainerRoot::open(&rootfs).unwrap(), &plan(), &journal, &options).unwrap();
+    let installed = Snapshot::take(&rootfs);
+    let report = uninstall_recorded(&journal, &options, |_| true)
+        .unwrap()
+        .expect("a journal");
+    assert!(report.is_empty(), "{report:?}");
+    assert!(!journal.exists());
+    installed.assert_same(&Snapshot::take(&rootfs), "a gone root is not touched");
 }
 
 #[test]
