@@ -698,6 +698,53 @@ fn hook_never_waits_for_stdin_forever() {
     assert!(w.log_text().contains("stdin was not closed"), "{}", w.log_text());
 }
 
+/// A stage whose work blocks gives up at its deadline: exit 0 under on_error=continue, one error
+/// line that says so, the rootfs untouched. Here `gc` holds the state directory's lock, which
+/// every stage waits for (the `flock` tool holds it, as gc would).
+#[test]
+fn hook_gives_up_at_its_deadline() {
+    let w = World::new(&generic());
+    let before = Snapshot::take(&w.rootfs);
+    std::fs::create_dir_all(&w.state).unwrap();
+    let mut holder = Command::new("flock")
+        .arg("--exclusive")
+        .arg(&w.state)
+        .args(["sleep", "60"])
+        .spawn()
+        .unwrap();
+    // Until the lock is taken, a non-blocking attempt succeeds.
+    let held = Instant::now();
+    while Command::new("flock")
+        .args(["--nonblock", "--exclusive"])
+        .arg(&w.state)
+        .arg("true")
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(held.elapsed() < Duration::from_secs(10), "flock never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let start = Instant::now();
+    let out = w.hook_json("createRuntime", &w.state("deadline-1"));
+    let took = start.elapsed();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    ok(&out);
+    assert!(
+        took >= Duration::from_secs(8) && took < Duration::from_secs(20),
+        "gave up after {took:?}"
+    );
+    let log = w.log_text();
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(
+        log.contains("stage=createRuntime") && log.contains("result=error"),
+        "{log}"
+    );
+    assert!(log.contains("gave up after 8 s"), "{log}");
+    before.assert_same(&Snapshot::take(&w.rootfs), "deadline");
+}
+
 #[test]
 fn hook_opt_out_annotation_skips_the_container() {
     let w = World::new(&generic());
