@@ -22,7 +22,7 @@ mod oci;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::mpsc::RecvTimeoutError;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -107,24 +107,48 @@ fn hook_main(cli: &Cli, stage: Stage) -> ExitCode {
     let result = match config_error {
         Some(e) => Err(e),
         None => {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let worker_config = config.clone();
-            let worker_outcome = Arc::clone(&outcome);
+            // The stage runs on this thread. A watchdog gives up for it at the deadline: it logs
+            // and exits the process, whatever this thread is waiting in. Whichever of the two
+            // finishes first reports; when the stage does, the process exits with the watchdog
+            // still asleep, which costs nothing (no thread to wake, join or unmap).
+            let reported = Arc::new(AtomicBool::new(false));
+            let (watch_reported, watch_outcome, watch_logger) =
+                (Arc::clone(&reported), Arc::clone(&outcome), logger.clone());
             std::thread::spawn(move || {
-                let r = hook::run(stage, &worker_config, std::io::stdin(), &worker_outcome);
-                let _ = tx.send(r);
-            });
-            match rx.recv_timeout(HOOK_DEADLINE) {
-                Ok(r) => r,
-                Err(RecvTimeoutError::Disconnected) => Err(anyhow!("internal error: the worker stopped")),
-                Err(RecvTimeoutError::Timeout) => Err(anyhow!(
+                std::thread::sleep(HOOK_DEADLINE);
+                if watch_reported.swap(true, Ordering::SeqCst) {
+                    return;
+                }
+                let gave_up = Err(anyhow!(
                     "gave up after {} s; a journal left behind is rolled back by the next run or by gc",
                     HOOK_DEADLINE.as_secs()
-                )),
+                ));
+                let code = report(stage, start, &watch_outcome, &watch_logger, on_error, gave_up);
+                std::process::exit(i32::from(code));
+            });
+            let r = hook::run(stage, &config, std::io::stdin(), &outcome);
+            if reported.swap(true, Ordering::SeqCst) {
+                // The watchdog is reporting, and exits the process.
+                loop {
+                    std::thread::park();
+                }
             }
+            r
         }
     };
+    ExitCode::from(report(stage, start, &outcome, &logger, on_error, result))
+}
 
+/// Logs the stage's one line and returns its exit code: 0, or [`EXIT_ERROR`] for an error under
+/// `on_error = "fail"` (also said on standard error).
+fn report(
+    stage: Stage,
+    start: Instant,
+    outcome: &hook::SharedOutcome,
+    logger: &Logger,
+    on_error: OnError,
+    result: Result<()>,
+) -> u8 {
     let o = outcome.lock().map(|o| o.clone()).unwrap_or_default();
     let mut line = format!(
         "stage={} id={} family={} certs={} changes={} dropped={} recovered={} duration_ms={}",
@@ -147,16 +171,16 @@ fn hook_main(cli: &Cli, stage: Stage) -> ExitCode {
         Ok(()) => {
             line.push_str(" result=ok");
             logger.line(Level::Info, &line);
-            ExitCode::SUCCESS
+            0
         }
         Err(e) => {
             line.push_str(&format!(" result=error error={}", quote(&format!("{e:#}"))));
             logger.line(Level::Error, &line);
-            match config.on_error {
-                OnError::Continue => ExitCode::SUCCESS,
+            match on_error {
+                OnError::Continue => 0,
                 OnError::Fail => {
                     eprintln!("cacerts-hook: error: {e:#}");
-                    ExitCode::from(EXIT_ERROR)
+                    EXIT_ERROR
                 }
             }
         }
