@@ -85,7 +85,6 @@ pub fn install(root: &ContainerRoot, plan: &Plan, journal_path: &Path, options: 
     let mut report = Report::default();
     check_outside(root, journal_path)?;
     if let Some(stale) = Journal::read(journal_path)? {
-        check_root(root, journal_path, &stale.header)?;
         undo(root, journal_path, stale, options)?;
         report.recovered = true;
     }
@@ -132,17 +131,14 @@ pub fn uninstall(root: &ContainerRoot, journal_path: &Path) -> Result<Report> {
 pub fn uninstall_with(root: &ContainerRoot, journal_path: &Path, options: &Options) -> Result<Report> {
     match Journal::read(journal_path)? {
         None => Ok(Report::default()),
-        Some(j) => {
-            check_root(root, journal_path, &j.header)?;
-            undo(root, journal_path, j, options)
-        }
+        Some(j) => undo(root, journal_path, j, options),
     }
 }
 
 /// Undoes the journal at `journal_path` on the root filesystem its header records, reading the
 /// journal once, then deletes it. When `gone` says that root filesystem no longer exists, there
-/// is nothing left to undo and the journal is deleted unread past its records. `Ok(None)` when
-/// there is no journal.
+/// is nothing left to undo: the journal and its backups are deleted and nothing else is done.
+/// `Ok(None)` when there is no journal.
 ///
 /// For a caller that knows only the journal (a runtime's poststop, a collector of journals left
 /// behind): [`uninstall_with`] would read it a second time after the header was read to find
@@ -160,7 +156,6 @@ pub fn uninstall_recorded(
         return Ok(Some(Report::default()));
     }
     let root = ContainerRoot::open(&j.header.rootfs)?;
-    check_root(&root, journal_path, &j.header)?;
     undo(&root, journal_path, j, options).map(Some)
 }
 
@@ -709,7 +704,10 @@ struct Undoer<'r> {
     report: Report,
 }
 
+/// Undoes journal `j`, read from `journal_path`, on `root`, once its header shows that it was
+/// written for that root; then deletes it.
 fn undo(root: &ContainerRoot, journal_path: &Path, j: Journal, options: &Options) -> Result<Report> {
+    check_root(root, journal_path, &j.header)?;
     let mut made = HashMap::with_capacity(j.records.len() / 2);
     let mut restores: HashMap<u32, Vec<String>> = HashMap::new();
     for r in &j.records {

@@ -94,13 +94,7 @@ fn hook_main(cli: &Cli, stage: Stage) -> ExitCode {
             Level::Error,
             &format!("stage={} result=error error={}", stage.name(), quote(&msg)),
         );
-        std::process::exit(match on_error {
-            OnError::Continue => 0,
-            OnError::Fail => {
-                eprintln!("cacerts-hook: error: {msg}");
-                i32::from(EXIT_ERROR)
-            }
-        });
+        std::process::exit(i32::from(error_exit(on_error, &msg)));
     }));
     let outcome: hook::SharedOutcome = Arc::new(Mutex::new(Outcome::default()));
 
@@ -174,15 +168,22 @@ fn report(
             0
         }
         Err(e) => {
-            line.push_str(&format!(" result=error error={}", quote(&format!("{e:#}"))));
+            let msg = format!("{e:#}");
+            line.push_str(&format!(" result=error error={}", quote(&msg)));
             logger.line(Level::Error, &line);
-            match on_error {
-                OnError::Continue => 0,
-                OnError::Fail => {
-                    eprintln!("cacerts-hook: error: {e:#}");
-                    EXIT_ERROR
-                }
-            }
+            error_exit(on_error, &msg)
+        }
+    }
+}
+
+/// The exit code of a stage that failed with `msg` (already logged): 0 under
+/// `on_error = "continue"`; under `"fail"`, [`EXIT_ERROR`], with `msg` on standard error.
+fn error_exit(on_error: OnError, msg: &str) -> u8 {
+    match on_error {
+        OnError::Continue => 0,
+        OnError::Fail => {
+            eprintln!("cacerts-hook: error: {msg}");
+            EXIT_ERROR
         }
     }
 }

@@ -74,21 +74,12 @@ impl Overlay {
     /// Every entry of the upper layer that is not a directory (files copied up or created,
     /// symlinks, whiteouts), relative to it, sorted.
     pub fn upper_non_directories(&self) -> Vec<PathBuf> {
-        fn walk(dir: &Path, base: &Path, out: &mut Vec<PathBuf>) {
-            for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("list {}: {e}", dir.display())) {
-                let entry = entry.unwrap();
-                let path = entry.path();
-                if entry.file_type().unwrap().is_dir() {
-                    walk(&path, base, out);
-                } else {
-                    out.push(path.strip_prefix(base).unwrap().to_owned());
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.upper, &self.upper, &mut out);
-        out.sort();
-        out
+        crate::Snapshot::take(&self.upper)
+            .0
+            .into_iter()
+            .filter(|(_, e)| e.kind != "dir")
+            .map(|(p, _)| p.strip_prefix(".").map(Path::to_owned).unwrap_or(p))
+            .collect()
     }
 
     /// Unmounts, empties the upper layer, and mounts again.
