@@ -20,6 +20,7 @@ mod hook;
 mod log;
 mod oci;
 
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,6 +90,13 @@ fn hook_main(cli: &Cli, stage: Stage) -> ExitCode {
     let panic_logger = logger.clone();
     let on_error = config.on_error;
     std::panic::set_hook(Box::new(move |info| {
+        // Only one thread reports. A panic on the thread that is reporting is logged here; one
+        // on the other thread while the first reports waits for the process to exit.
+        if !IS_REPORTER.get() && !claim_report() {
+            loop {
+                std::thread::park();
+            }
+        }
         let msg = format!("internal error: {info}");
         panic_logger.line(
             Level::Error,
@@ -105,12 +113,10 @@ fn hook_main(cli: &Cli, stage: Stage) -> ExitCode {
             // and exits the process, whatever this thread is waiting in. Whichever of the two
             // finishes first reports; when the stage does, the process exits with the watchdog
             // still asleep, which costs nothing (no thread to wake, join or unmap).
-            let reported = Arc::new(AtomicBool::new(false));
-            let (watch_reported, watch_outcome, watch_logger) =
-                (Arc::clone(&reported), Arc::clone(&outcome), logger.clone());
+            let (watch_outcome, watch_logger) = (Arc::clone(&outcome), logger.clone());
             std::thread::spawn(move || {
                 std::thread::sleep(HOOK_DEADLINE);
-                if watch_reported.swap(true, Ordering::SeqCst) {
+                if !claim_report() {
                     return;
                 }
                 let gave_up = Err(anyhow!(
@@ -121,7 +127,7 @@ fn hook_main(cli: &Cli, stage: Stage) -> ExitCode {
                 std::process::exit(i32::from(code));
             });
             let r = hook::run(stage, &config, std::io::stdin(), &outcome);
-            if reported.swap(true, Ordering::SeqCst) {
+            if !claim_report() {
                 // The watchdog is reporting, and exits the process.
                 loop {
                     std::thread::park();
@@ -131,6 +137,23 @@ fn hook_main(cli: &Cli, stage: Stage) -> ExitCode {
         }
     };
     ExitCode::from(report(stage, start, &outcome, &logger, on_error, result))
+}
+
+/// Set by the first of the stage's thread, its watchdog and the panic hook to report.
+static REPORTED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Whether this thread won [`claim_report`].
+    static IS_REPORTER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Claims the one report of a hook invocation for this thread; false if another thread has it.
+fn claim_report() -> bool {
+    if REPORTED.swap(true, Ordering::SeqCst) {
+        return false;
+    }
+    IS_REPORTER.set(true);
+    true
 }
 
 /// Logs the stage's one line and returns its exit code: 0, or [`EXIT_ERROR`] for an error under
